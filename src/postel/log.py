@@ -1,0 +1,222 @@
+"""log - Postfix-style log lines
+
+SYNOPSIS
+    from postel import log
+    log.init("smtpd", maillog_file="/dev/stdout")
+    log.info("%s: client=%s", qid, peer)
+
+DESCRIPTION
+    Every Postel process logs through this module.  A line looks exactly like
+    Postfix's, so that pflogsumm, fail2ban filters and grep habits keep working:
+
+        Nov 25 13:09:33 host postel/smtpd[1234]: 4XyZ...: client=localhost[127.0.0.1]
+
+    The tag is "$syslog_name/$process_name".  Severity is written as a prefix
+    of the text, as Postfix does: "warning: ", "error: ", "fatal: ",
+    "panic: "; informational lines have no prefix.
+
+    Destinations (any combination):
+      * syslog, through the /dev/log datagram socket (facility
+        $syslog_facility, default mail).  The default when running as root
+        and no maillog_file is set.
+      * maillog_file: a file appended to with O_APPEND, one write(2) per line
+        so that lines of concurrent processes never interleave.  The values
+        "/dev/stdout" and "/dev/stderr" write to the inherited descriptors.
+      * stderr, in addition, for interactive commands (log.init(..., stderr=True)),
+        where the message is printed without the timestamp prefix.
+
+    fatal() logs and exits with status 1 (a configuration or environment
+    problem: master restarts the process later); panic() logs and aborts (a
+    bug).
+
+CONFIGURATION PARAMETERS
+    syslog_name (postel)        the first part of the tag
+    syslog_facility (mail)      syslog facility
+    maillog_file (empty)        file to append log lines to
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+
+_FACILITIES = {
+    "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5,
+    "lpr": 6, "news": 7, "uucp": 8, "cron": 9, "authpriv": 10,
+    "local0": 16, "local1": 17, "local2": 18, "local3": 19,
+    "local4": 20, "local5": 21, "local6": 22, "local7": 23,
+}
+_PRIO = {"info": 6, "warning": 4, "error": 3, "fatal": 2, "panic": 0}
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun",
+           "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+# Hard limit on one logged line, as Postfix truncates overlong records.
+LINE_LIMIT = 8192
+
+
+class _State:
+    syslog_name = "postel"
+    process_name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "postel"
+    facility = 2
+    hostname = socket.gethostname().split(".")[0]
+    file_fd: int | None = None
+    file_path = ""
+    syslog_sock: socket.socket | None = None
+    use_syslog = False
+    stderr = False
+    verbose = 0
+
+
+_s = _State()
+
+
+def init(process_name: str, *, syslog_name: str = "postel", maillog_file: str = "",
+         use_syslog: bool | None = None, facility: str = "mail", stderr: bool = False,
+         verbose: int = 0) -> None:
+    """init - choose the tag and destinations for this process."""
+    _s.process_name = process_name
+    _s.syslog_name = syslog_name or "postel"
+    _s.facility = _FACILITIES.get(facility.lower(), 2)
+    _s.stderr = stderr
+    _s.verbose = verbose
+    _close_file()
+    _s.file_path = maillog_file
+    if maillog_file:
+        _open_file(maillog_file)
+    if use_syslog is None:
+        use_syslog = not maillog_file and os.geteuid() == 0
+    _s.use_syslog = use_syslog
+    if _s.syslog_sock is not None:
+        _s.syslog_sock.close()
+        _s.syslog_sock = None
+
+
+def set_process_name(process_name: str) -> None:
+    """set_process_name - change the tag after fork."""
+    _s.process_name = process_name
+
+
+def reopen() -> None:
+    """reopen - reopen maillog_file (after rotation, or after fork)."""
+    if _s.file_path:
+        _close_file()
+        _open_file(_s.file_path)
+
+
+def _close_file() -> None:
+    if _s.file_fd is not None and _s.file_fd > 2:
+        try:
+            os.close(_s.file_fd)
+        except OSError:
+            pass
+    _s.file_fd = None
+
+
+def _open_file(path: str) -> None:
+    if path == "/dev/stdout":
+        _s.file_fd = 1
+    elif path == "/dev/stderr":
+        _s.file_fd = 2
+    else:
+        try:
+            _s.file_fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            _s.file_fd = 2
+            sys.stderr.write(f"postel: warning: cannot open maillog_file {path}: {exc.strerror}\n")
+
+
+def tag() -> str:
+    """tag - the syslog tag of this process: postel/smtpd."""
+    return f"{_s.syslog_name}/{_s.process_name}"
+
+
+def format_line(text: str, now: float | None = None, pid: int | None = None) -> str:
+    """format_line - a complete log line in Postfix's format, without newline."""
+    t = time.localtime(now if now is not None else time.time())
+    stamp = f"{_MONTHS[t.tm_mon - 1]} {t.tm_mday:2d} {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+    return f"{stamp} {_s.hostname} {tag()}[{pid if pid is not None else os.getpid()}]: {text}"
+
+
+def _emit(level: str, text: str) -> None:
+    text = text.replace("\n", " ").replace("\r", " ")
+    if len(text) > LINE_LIMIT:
+        text = text[:LINE_LIMIT] + "..."
+    if level != "info":
+        text = f"{level}: {text}"
+    if _s.file_fd is not None:
+        line = (format_line(text) + "\n").encode("utf-8", "backslashreplace")
+        try:
+            os.write(_s.file_fd, line)
+        except OSError:
+            pass
+    if _s.use_syslog:
+        _syslog(level, text)
+    if _s.stderr and _s.file_fd not in (1, 2):
+        try:
+            sys.stderr.write(f"{_s.syslog_name}/{_s.process_name}: {text}\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def _syslog(level: str, text: str) -> None:
+    pri = _s.facility * 8 + _PRIO[level]
+    t = time.localtime()
+    stamp = f"{_MONTHS[t.tm_mon - 1]} {t.tm_mday:2d} {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+    data = f"<{pri}>{stamp} {tag()}[{os.getpid()}]: {text}".encode("utf-8", "backslashreplace")
+    try:
+        if _s.syslog_sock is None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            sock.connect("/dev/log")
+            _s.syslog_sock = sock
+        _s.syslog_sock.send(data)
+    except OSError:
+        _s.syslog_sock = None
+
+
+def _fmt(fmt: str, args: tuple) -> str:
+    if not args:
+        return fmt
+    try:
+        return fmt % args
+    except (TypeError, ValueError):
+        return fmt + " " + " ".join(map(str, args))
+
+
+def info(fmt: str, *args: object) -> None:
+    """info - an informational line."""
+    _emit("info", _fmt(fmt, args))
+
+
+def verbose(fmt: str, *args: object) -> None:
+    """verbose - logged only with -v (debug_peer_list and friends later)."""
+    if _s.verbose:
+        _emit("info", _fmt(fmt, args))
+
+
+def warning(fmt: str, *args: object) -> None:
+    """warning - something is wrong, but processing continues."""
+    _emit("warning", _fmt(fmt, args))
+
+
+def error(fmt: str, *args: object) -> None:
+    """error - a hard error; processing continues."""
+    _emit("error", _fmt(fmt, args))
+
+
+class FatalError(SystemExit):
+    """Raised by fatal(): the process must exit with status 1."""
+
+
+def fatal(fmt: str, *args: object) -> None:
+    """fatal - log a configuration/environment error and exit(1)."""
+    _emit("fatal", _fmt(fmt, args))
+    raise FatalError(1)
+
+
+def panic(fmt: str, *args: object) -> None:
+    """panic - log a software bug and abort."""
+    _emit("panic", _fmt(fmt, args))
+    os.abort()

@@ -1,0 +1,1 @@
+"""trivial_rewrite"""
