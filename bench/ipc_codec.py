@@ -14,9 +14,13 @@ DESCRIPTION
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
+import tempfile
 import time
 
-from postel.ipc.attr import AttrDecoder, encode
+from postel.ipc.attr import AttrDecoder, encode, serve_requests
+from postel.ipc.client import ServiceClient
 
 ENVELOPE = {
     "request": "message", "flags": 0, "client_name": "mail.example.org",
@@ -67,11 +71,42 @@ def bench(rounds: int) -> None:
           f"= {1e6 / (enc_us + dec_us):,.0f} messages/s on one core")
 
 
+async def round_trips(rounds: int) -> float:
+    """round_trips - microseconds per ServiceClient.request over a UNIX socket."""
+    async def handle(req):
+        return REPLY
+
+    async def handler(reader, writer):
+        await serve_requests(reader, writer, handle)
+        writer.close()
+    with tempfile.TemporaryDirectory() as qdir:
+        os.mkdir(os.path.join(qdir, "private"))
+        server = await asyncio.start_unix_server(handler, os.path.join(qdir, "private", "echo"))
+        client = ServiceClient(qdir, "private/echo", timeout=10)
+        await client.request(ENVELOPE)
+        t0 = time.perf_counter()
+        for _ in range(rounds):
+            await client.request(ENVELOPE)
+        t1 = time.perf_counter()
+        await client.close()
+        server.close()
+    return (t1 - t0) / rounds * 1e6
+
+
 def main() -> None:
     """main - parse arguments and run."""
     p = argparse.ArgumentParser()
     p.add_argument("-n", type=int, default=20000)
-    bench(p.parse_args().n)
+    rounds = p.parse_args().n
+    bench(rounds)
+    us = asyncio.run(round_trips(rounds // 4))
+    print(f"request/reply over a UNIX socket (asyncio, same process): {us:6.1f} us")
+    try:
+        import uvloop
+    except ImportError:
+        return
+    us = uvloop.run(round_trips(rounds // 4))
+    print(f"request/reply over a UNIX socket (uvloop, same process):  {us:6.1f} us")
 
 
 if __name__ == "__main__":

@@ -235,16 +235,25 @@ def encode(attrs: Attrs) -> bytes:
     AttrList, or a sequence of (name, value) pairs.
     """
     out: list[bytes] = []
-    append = out.append
+    extend = out.extend
+    prefix_get = _PREFIX.get
     for name, value in _pairs(attrs):
-        if type(value) in (list, tuple):
+        t = type(value)
+        # The common types inline; values are never copied into a temporary.
+        if t is str:
+            b = value.encode("utf-8", "surrogateescape")
+        elif t is bytes:
+            b = value
+        elif t is list or t is tuple:
+            p = _prefix(name)
             for v in value:
                 b = _value_bytes(name, v)
-                append(b"%s%d:%s," % (_prefix(name), len(b), b))
+                extend((p, str(len(b)).encode(), b":", b, b","))
             continue
-        b = value if type(value) is bytes else _value_bytes(name, value)
-        append(b"%s%d:%s," % (_prefix(name), len(b), b))
-    append(b"\n")
+        else:
+            b = _value_bytes(name, value)
+        extend((prefix_get(name) or _prefix(name), str(len(b)).encode(), b":", b, b","))
+    out.append(b"\n")
     return b"".join(out)
 
 
