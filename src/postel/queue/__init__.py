@@ -1,1 +1,42 @@
-"""queue"""
+"""queue - Postel queue files, queue IDs and queue directories
+
+SYNOPSIS
+    from postel.queue import (QueueDir, new_qid, qid_time, QueueFileWriter,
+                              QueueFileReader, QueueFileCorrupt, QueueFull,
+                              Committer, Envelope, Recipient, quarantine)
+
+DESCRIPTION
+    The library that every service uses to touch the queue; see
+    docs/queue.md for the administrator's view.
+
+      qid.py       queue IDs: new_qid, qid_time, qid_ok, qid_hash
+      records.py   the record format: one table of record types, the file grammar
+      envelope.py  Envelope, Recipient, Extracted (plain data)
+      qdir.py      QueueDir: directories, paths, moves, scans, free space,
+                   temp-file purge, quarantine
+      file.py      QueueFileWriter, QueueFileReader, fault injection
+      commit.py    Committer: group commit with an async API
+      errors.py    QueueFileCorrupt, QueueFull
+"""
+
+from postel.queue.commit import Committer
+from postel.queue.envelope import Envelope, Extracted, Recipient
+from postel.queue.errors import QueueFileCorrupt, QueueFull
+from postel.queue.file import (
+    QueueFileReader,
+    QueueFileWriter,
+    iter_raw_records,
+    mark_done,
+    set_fault_enospc_after,
+)
+from postel.queue.qdir import MESSAGE_QUEUES, QUEUE_NAMES, QueueDir, quarantine
+from postel.queue.qid import new_qid, qid_hash, qid_ok, qid_time
+
+QueueFile = QueueFileReader
+
+__all__ = [
+    "Committer", "Envelope", "Extracted", "Recipient", "QueueFileCorrupt", "QueueFull",
+    "QueueFileReader", "QueueFileWriter", "QueueFile", "iter_raw_records", "mark_done",
+    "set_fault_enospc_after", "MESSAGE_QUEUES", "QUEUE_NAMES", "QueueDir", "quarantine",
+    "new_qid", "qid_hash", "qid_ok", "qid_time",
+]
