@@ -335,3 +335,28 @@ def test_chunks_over_max_size(tmp_path):
         server.close()
         return errors
     assert run(main()) == ["chunked content exceeds 10 octets"]
+
+
+def test_encode_value_types():
+    wire = encode([("a", bytearray(b"xy")), ("b", memoryview(b"z")), ("c", False),
+                   ("d", -12), ("e", ("1", b"2"))])
+    assert wire == b"a=2:xy,b=1:z,c=1:0,d=3:-12,e=1:1,e=1:2,\n"
+
+
+def test_failed_stream_read_stays_failed(tmp_path):
+    async def main():
+        async def handler(r, w):
+            w.write(b"ok=1:x,\nBAD")
+            await w.drain()
+            await r.read()
+            w.close()
+        server, reader, writer = await pipe_pair(tmp_path, handler)
+        first = await read_attrs(reader, timeout=5)
+        with pytest.raises(AttrError, match="bad attribute name"):
+            await read_attrs(reader, timeout=5)
+        with pytest.raises(AttrError, match="bad attribute name"):
+            await read_attrs(reader, timeout=5)
+        writer.close()
+        server.close()
+        return first
+    assert run(main()).get("ok") == "x"

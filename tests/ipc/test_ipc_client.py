@@ -336,3 +336,19 @@ def test_request_sync_timeout(qdir):
         request_sync(qdir, "public/mute", {"a": 1}, timeout=0.1)
     done.set()
     t.join(5)
+
+
+def test_client_survives_a_new_event_loop(qdir):
+    # Commands and tests may call asyncio.run() more than once with one client.
+    client = ServiceClient(qdir, "private/echo", timeout=5)
+
+    async def once():
+        srv = await EchoServer(service_path(qdir, "private/echo")).start()
+        reply = await client.request({"n": 1})
+        client._idle[-1].close()            # as asyncio.run's loop teardown would
+        await srv.stop()
+        os.unlink(service_path(qdir, "private/echo"))
+        return reply.get_int("n")
+    assert asyncio.run(once()) == 1
+    assert asyncio.run(once()) == 1
+    assert client.connects == 2
