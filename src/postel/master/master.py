@@ -164,6 +164,7 @@ class Master:
         self.stopping = False
         self.stop_deadline = 0.0
         self.throttle_time = 60.0
+        self.warned: set[tuple[str, str]] = set()
 
     # -- start-up
 
@@ -245,11 +246,8 @@ class Master:
 
     def _make_service(self, entry, cfg, fatal: bool) -> Service | None:
         """_make_service - resolve the command and open the listeners of one entry."""
-        try:
-            runner = services.resolve(entry.command)
-        except services.NotAvailable as exc:
-            log.warning("service %s: command %s not available (%s) -- skipped",
-                        entry.key, entry.command, exc)
+        runner = self._resolve(entry)
+        if runner is None:
             return None
         serv = Service(entry.key, entry, runner)
         try:
@@ -264,6 +262,18 @@ class Master:
             log.error("%s -- service not started", msg)
             return None
         return serv
+
+    def _resolve(self, entry) -> services.Runner | None:
+        """_resolve - the entry's runner; warn once per command when it is missing."""
+        try:
+            return services.resolve(entry.command)
+        except services.NotAvailable as exc:
+            if (entry.key, entry.command) not in self.warned:
+                self.warned.add((entry.key, entry.command))
+                reason = "" if str(exc) == "not available" else f" ({exc})"
+                log.warning("service %s: command %s not available%s -- entry skipped",
+                            entry.service, entry.command, reason)
+            return None
 
     # -- the loop
 
@@ -498,7 +508,7 @@ class Master:
 
     def _master_fds(self) -> list[int]:
         """_master_fds - descriptors a child must not keep."""
-        fds = [self.sig_r, self.sig_w, self.status_r, self.life_w, self.pid_fd,
+        fds = [self.sig_r, self.sig_w, self.status_r, self.life_w, self.pid_fd, self.ready_fd,
                self.sel.fileno() if hasattr(self.sel, "fileno") else -1]
         for serv in self.services.values():
             fds += [h if isinstance(h, int) else h.fileno() for h in serv.handles]
@@ -593,11 +603,8 @@ class Master:
         except lst.ListenError as exc:
             log.error("%s, line %d: service %s: %s", entry.file, entry.line, entry.key, exc)
             eps = None
-        try:
-            runner = services.resolve(entry.command)
-        except services.NotAvailable as exc:
-            log.warning("service %s: command %s not available (%s) -- skipped",
-                        entry.key, entry.command, exc)
+        runner = self._resolve(entry)
+        if runner is None:
             self._remove_service(old)
             return None
         if eps != old.endpoints:

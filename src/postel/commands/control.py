@@ -1,0 +1,564 @@
+"""control - postel init, start, stop, abort, reload, status, check, set-permissions
+
+SYNOPSIS
+    postel init [--port N | --listen ADDR:PORT] DIR
+    postel [-c config_dir] start | start-fg | stop | abort | reload | status
+    postel [-c config_dir] check | set-permissions
+
+DESCRIPTION
+    The administrator's controls, as postfix(1) and postfix-script:
+
+    init DIR       create a self-contained, unprivileged instance in DIR:
+                   main.cf, master.cf (Postfix's standard services, SMTP on
+                   127.0.0.1:2525 or the --port/--listen address), the queue
+                   directories, DIR/data, DIR/mail/ (local delivery in
+                   Maildir form) and the log file DIR/maillog.  Refuses to
+                   overwrite an existing main.cf.
+    start          create missing queue directories, start master in the
+                   background, and wait until it reports that it is ready
+                   (exit 0) or that it failed (message, exit 1).
+    start-fg       run master in the foreground, logging also on stdout;
+                   SIGTERM or SIGINT (^C) stops it.
+    stop           graceful stop: in-flight clients are finished; waits
+                   until master has exited.
+    abort          immediate stop: service processes are killed.
+    reload         re-read main.cf and master.cf (SIGHUP to master).
+    status         "the Postel mail system is running: PID: N" (exit 0) or
+                   "... is not running" (exit 1).
+    check          report missing directories, bad ownership or modes and
+                   configuration errors; exit 1 when something is missing or
+                   the configuration does not parse.
+    set-permissions  create missing queue directories and set their owner
+                   and mode.
+
+    Messages go to stderr and the mail log as "postel/postel-script: ...",
+    mirroring Postfix's "postfix/postfix-script: ...".
+
+CONFIGURATION PARAMETERS
+    queue_directory, data_directory, mail_owner, setgid_group,
+    syslog_name, maillog_file
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import grp
+import os
+import pwd
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+
+from postel import log
+
+SCRIPT = "postel-script"
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 45.0
+
+# queue directory -> (mode when privileged, owner, group is setgid_group)
+# Postfix's modes: maildrop 1730 and public 2710 are group $setgid_group so
+# that postdrop can write; private and the queues are mail_owner only.
+QUEUE_DIRS: dict[str, tuple[int, str, bool]] = {
+    "maildrop": (0o1730, "owner", True),
+    "incoming": (0o700, "owner", False),
+    "active": (0o700, "owner", False),
+    "deferred": (0o700, "owner", False),
+    "hold": (0o700, "owner", False),
+    "corrupt": (0o700, "owner", False),
+    "bounce": (0o700, "owner", False),
+    "defer": (0o700, "owner", False),
+    "trace": (0o700, "owner", False),
+    "flush": (0o700, "owner", False),
+    "saved": (0o700, "owner", False),
+    "public": (0o2710, "owner", True),
+    "private": (0o700, "owner", False),
+    "pid": (0o755, "root", False),
+}
+# unprivileged instance: everything belongs to the one user
+UNPRIV_MODES = {"pid": 0o755, "public": 0o710}
+
+DEFAULT_PORT = 2525
+
+
+def _say(text: str) -> None:
+    """_say - an informational postel-script line on stderr and in the log."""
+    log.info("%s", text)
+
+
+def _init_log(cfg) -> None:
+    """_init_log - log as postel/postel-script, also on stderr."""
+    try:
+        log.init(SCRIPT, syslog_name=cfg.get("syslog_name"), maillog_file=cfg.get("maillog_file"),
+                 stderr=True)
+    except Exception:
+        log.init(SCRIPT, stderr=True)
+
+
+def _load(config_dir: str | None):
+    """_load - the configuration, or None after printing why not."""
+    from postel.config import ConfigError, load_config
+    try:
+        cfg = load_config(config_dir)
+        cfg.master_entries()
+        return cfg
+    except (ConfigError, KeyError, ValueError) as exc:
+        log.init(SCRIPT, stderr=True)
+        with contextlib.suppress(log.FatalError):
+            log.fatal("%s", exc)
+        return None
+
+
+# -- postel init
+
+def _main_cf(dirpath: str, user: str, group: str) -> str:
+    """_main_cf - the main.cf of a new self-contained instance."""
+    host = socket.gethostname()
+    lines = [
+        "# Postel instance created by `postel init`.  See docs/instance.md.",
+        f"config_directory = {dirpath}",
+        "queue_directory = $config_directory/queue",
+        "data_directory = $config_directory/data",
+        "maillog_file = $config_directory/maillog",
+        f"mail_owner = {user}",
+        f"setgid_group = {group}",
+    ]
+    if "." not in host:
+        lines.append("myhostname = localhost.localdomain")
+    lines += [
+        "mydestination = localhost, localhost.localdomain",
+        "inet_interfaces = 127.0.0.1",
+        "mynetworks = 127.0.0.0/8 [::1]/128",
+        "# local delivery: a trailing slash means Maildir (Postfix semantics)",
+        "mail_spool_directory = $config_directory/mail/",
+        "alias_maps =",
+        "alias_database =",
+        "local_recipient_maps =",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+MASTER_CF_SERVICES = """\
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+local     unix  -       n       n       -       -       local
+virtual   unix  -       n       n       -       -       virtual
+lmtp      unix  -       -       n       -       -       lmtp
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+"""
+
+
+def master_cf_text(listen: str) -> str:
+    """master_cf_text - Postfix's standard service list with SMTP on listen."""
+    head = (
+        "# Postel master process configuration file; syntax as Postfix's master(5).\n"
+        "# ==========================================================================\n"
+        "# service type  private unpriv  chroot  wakeup  maxproc command + args\n"
+        "#               (yes)   (yes)   (no)    (never) (100)\n"
+        "# ==========================================================================\n"
+    )
+    return head + f"{listen:<9} inet  n       -       n       -       -       smtpd\n" + MASTER_CF_SERVICES
+
+
+def _parse_init_args(argv: list[str]) -> tuple[str, str] | str:
+    """_parse_init_args - (directory, listen address) or an error message."""
+    listen = f"127.0.0.1:{DEFAULT_PORT}"
+    target = ""
+    it = iter(argv)
+    for arg in it:
+        if arg in ("--port", "-p"):
+            val = next(it, "")
+            if not val.isdigit() or not 0 < int(val) < 65536:
+                return f"bad port: {val!r}"
+            listen = f"127.0.0.1:{val}"
+        elif arg.startswith("--port="):
+            return _parse_init_args(["--port", arg[7:], *list(it), *([target] if target else [])])
+        elif arg == "--listen":
+            listen = next(it, "")
+            host, sep, port = listen.rpartition(":")
+            if not sep or not host or not port.isdigit():
+                return f"bad listen address (want ADDR:PORT): {listen!r}"
+        elif arg.startswith("-"):
+            return f"unknown option: {arg}"
+        elif target:
+            return "only one directory may be given"
+        else:
+            target = arg
+    if not target:
+        return "usage: postel init [--port N | --listen ADDR:PORT] DIR"
+    return target, listen
+
+
+def init_main(argv: list[str], config_dir: str | None) -> int:
+    """init_main - create a self-contained instance."""
+    parsed = _parse_init_args(argv)
+    if isinstance(parsed, str):
+        print(f"postel init: {parsed}", file=sys.stderr)
+        return 2
+    target, listen = parsed
+    dirpath = os.path.abspath(target)
+    main_cf = os.path.join(dirpath, "main.cf")
+    if os.path.exists(main_cf):
+        print(f"postel init: {main_cf} exists; not overwriting", file=sys.stderr)
+        return 1
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    group = grp.getgrgid(os.getegid()).gr_name
+    try:
+        os.makedirs(dirpath, mode=0o755, exist_ok=True)
+        _write_new(main_cf, _main_cf(dirpath, user, group))
+        master_cf = os.path.join(dirpath, "master.cf")
+        if not os.path.exists(master_cf):
+            _write_new(master_cf, master_cf_text(listen))
+        for sub in ("data", "mail"):
+            os.makedirs(os.path.join(dirpath, sub), mode=0o700, exist_ok=True)
+        problems = make_queue_dirs(os.path.join(dirpath, "queue"), user, group, create=True)
+    except OSError as exc:
+        print(f"postel init: {exc.filename or dirpath}: {exc.strerror}", file=sys.stderr)
+        return 1
+    for p in problems:
+        print(f"postel init: warning: {p}", file=sys.stderr)
+    print(f"postel init: created instance in {dirpath} (SMTP on {listen})", file=sys.stderr)
+    print(f"start it with: postel -c {dirpath} start", file=sys.stderr)
+    return 0
+
+
+def _write_new(path: str, text: str) -> None:
+    """_write_new - create a file that must not exist yet."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+# -- queue directories
+
+def _privileged(owner: str) -> tuple[int, int] | None:
+    """_privileged - (uid, gid) of mail_owner when running as root for another user."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pw = pwd.getpwnam(owner)
+    except KeyError:
+        return None
+    return None if pw.pw_uid == 0 else (pw.pw_uid, pw.pw_gid)
+
+
+def _gid(group: str) -> int | None:
+    """_gid - numeric id of setgid_group, None when unknown."""
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        return None
+
+
+def expected_modes(owner: str, group: str) -> dict[str, tuple[int, int | None, int | None]]:
+    """expected_modes - queue dir -> (mode, uid or None, gid or None)."""
+    ids = _privileged(owner)
+    gid = _gid(group)
+    out: dict[str, tuple[int, int | None, int | None]] = {}
+    for name, (mode, who, setgid) in QUEUE_DIRS.items():
+        if ids is None:
+            out[name] = (UNPRIV_MODES.get(name, 0o700), None, None)
+        elif who == "root":
+            out[name] = (mode, 0, 0)
+        else:
+            use_gid = gid if setgid and gid is not None else ids[1]
+            eff = mode if (not setgid or gid is not None) else 0o700
+            out[name] = (eff, ids[0], use_gid)
+    return out
+
+
+def make_queue_dirs(queue_dir: str, owner: str, group: str, create: bool,
+                    fix: bool = True) -> list[str]:
+    """make_queue_dirs - create/fix queue directories; returns problems found."""
+    problems: list[str] = []
+    if create:
+        os.makedirs(queue_dir, mode=0o755, exist_ok=True)
+    for name, (mode, uid, gid) in expected_modes(owner, group).items():
+        path = os.path.join(queue_dir, name)
+        if not os.path.isdir(path):
+            if not create:
+                problems.append(f"missing directory: {path}")
+                continue
+            os.mkdir(path, 0o700)
+        if fix:
+            if uid is not None:
+                os.chown(path, uid, gid if gid is not None else -1)
+            os.chmod(path, mode)
+        else:
+            st = os.stat(path)
+            if stat.S_IMODE(st.st_mode) != mode:
+                problems.append(f"{path}: mode {stat.S_IMODE(st.st_mode):04o}, expected {mode:04o}")
+            if uid is not None and st.st_uid != uid:
+                problems.append(f"{path}: not owned by {owner if uid else 'root'}")
+    return problems
+
+
+# -- pid file
+
+def running_pid(cfg) -> int | None:
+    """running_pid - master's pid when its pid file is locked, else None."""
+    path = os.path.join(cfg.get("queue_directory"), "pid", "master.pid")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+            return int(text) if text.isdigit() else -1
+        return None
+    finally:
+        os.close(fd)
+
+
+def _wait_gone(cfg, timeout: float) -> bool:
+    """_wait_gone - wait until master has released its pid file."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if running_pid(cfg) is None:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+# -- start / stop
+
+def _prepare(cfg) -> bool:
+    """_prepare - create missing queue directories before start."""
+    try:
+        make_queue_dirs(cfg.get("queue_directory"), cfg.get("mail_owner"),
+                        cfg.get("setgid_group"), create=True)
+        data = cfg.get("data_directory")
+        if data:
+            os.makedirs(data, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        with contextlib.suppress(log.FatalError):
+            log.fatal("%s: %s", exc.filename or cfg.get("queue_directory"), exc.strerror)
+        return False
+    return True
+
+
+def start_main(argv: list[str], config_dir: str | None) -> int:
+    """start_main - start master in the background and wait until it is ready."""
+    cfg = _load(config_dir)
+    if cfg is None:
+        return 1
+    _init_log(cfg)
+    pid = running_pid(cfg)
+    if pid is not None:
+        with contextlib.suppress(log.FatalError):
+            log.fatal("the Postel mail system is already running")
+        return 1
+    if not _prepare(cfg):
+        return 1
+    _say("starting the Postel mail system")
+    r, w = os.pipe()
+    cmd = [sys.executable, "-m", "postel.master", "-c", cfg.config_directory, "-w", str(w)]
+    cmd += [a for a in argv if a == "-v"]
+    env = dict(os.environ, MAIL_CONFIG=cfg.config_directory)
+    try:
+        subprocess.Popen(cmd, pass_fds=(w,), start_new_session=True, cwd="/", env=env,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, close_fds=True)
+    except OSError as exc:
+        os.close(r)
+        os.close(w)
+        with contextlib.suppress(log.FatalError):
+            log.fatal("cannot run master: %s", exc.strerror)
+        return 1
+    os.close(w)
+    answer = _read_answer(r, START_TIMEOUT)
+    if answer == "ok":
+        return 0
+    with contextlib.suppress(log.FatalError):
+        log.fatal("%s", answer.removeprefix("error: ") or "master did not start")
+    return 1
+
+
+def _read_answer(fd: int, timeout: float) -> str:
+    """_read_answer - master's first line on the ready pipe ("" on EOF)."""
+    import select
+    data = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while b"\n" not in data:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return "error: timed out waiting for master"
+            ready, _, _ = select.select([fd], [], [], left)
+            if not ready:
+                continue
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(fd)
+    return data.decode("utf-8", "replace").split("\n", 1)[0].strip()
+
+
+def start_fg_main(argv: list[str], config_dir: str | None) -> int:
+    """start_fg_main - run master in the foreground."""
+    cfg = _load(config_dir)
+    if cfg is None:
+        return 1
+    _init_log(cfg)
+    if not _prepare(cfg):
+        return 1
+    from postel.master.master import run_master
+    verbose = sum(1 for a in argv if a == "-v")
+    return run_master(cfg.config_directory, foreground=True, verbose=verbose)
+
+
+def _signal_master(config_dir: str | None, sig: int, what: str) -> tuple[int, object]:
+    """_signal_master - send a signal to a running master; (status, cfg)."""
+    cfg = _load(config_dir)
+    if cfg is None:
+        return 1, None
+    _init_log(cfg)
+    pid = running_pid(cfg)
+    if pid is None or pid <= 0:
+        with contextlib.suppress(log.FatalError):
+            log.fatal("the Postel mail system is not running")
+        return 1, cfg
+    _say(what)
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return 1, cfg
+    except PermissionError:
+        with contextlib.suppress(log.FatalError):
+            log.fatal("cannot signal master pid %d: permission denied", pid)
+        return 1, cfg
+    return 0, cfg
+
+
+def stop_main(argv: list[str], config_dir: str | None) -> int:
+    """stop_main - graceful stop; waits until master has gone."""
+    rc, cfg = _signal_master(config_dir, signal.SIGTERM, "stopping the Postel mail system")
+    if rc:
+        return rc
+    if not _wait_gone(cfg, STOP_TIMEOUT):
+        log.warning("master did not stop within %d seconds", int(STOP_TIMEOUT))
+        return 1
+    return 0
+
+
+def abort_main(argv: list[str], config_dir: str | None) -> int:
+    """abort_main - immediate stop."""
+    rc, cfg = _signal_master(config_dir, signal.SIGINT, "aborting the Postel mail system")
+    if rc:
+        return rc
+    return 0 if _wait_gone(cfg, 15.0) else 1
+
+
+def reload_main(argv: list[str], config_dir: str | None) -> int:
+    """reload_main - tell master to re-read its configuration."""
+    cfg = _load(config_dir)
+    if cfg is None:
+        return 1   # Postfix, too, refuses to reload a configuration that does not parse
+    rc, _cfg = _signal_master(config_dir, signal.SIGHUP, "refreshing the Postel mail system")
+    return rc
+
+
+def status_main(argv: list[str], config_dir: str | None) -> int:
+    """status_main - is master running?"""
+    cfg = _load(config_dir)
+    if cfg is None:
+        return 1
+    _init_log(cfg)
+    pid = running_pid(cfg)
+    if pid is None:
+        _say("the Postel mail system is not running")
+        return 1
+    _say(f"the Postel mail system is running: PID: {pid}")
+    return 0
+
+
+# -- check / set-permissions
+
+def check_main(argv: list[str], config_dir: str | None) -> int:
+    """check_main - report configuration and file-system problems."""
+    cfg = _load(config_dir)
+    if cfg is None:
+        return 1
+    _init_log(cfg)
+    rc = 0
+    for name in ("config_directory", "queue_directory"):
+        path = cfg.get(name)
+        if not os.path.isdir(path):
+            log.warning("missing directory: %s (%s)", path, name)
+            rc = 1
+    for fname in ("main.cf", "master.cf"):
+        path = os.path.join(cfg.config_directory, fname)
+        try:
+            st = os.stat(path)
+        except OSError:
+            if fname == "master.cf":
+                log.warning("missing file: %s", path)
+                rc = 1
+            continue
+        if st.st_mode & 0o022:
+            log.warning("group or other writable: %s", path)
+    data = cfg.get("data_directory")
+    if data and not os.path.isdir(data):
+        log.warning("missing directory: %s (data_directory)", data)
+        rc = 1
+    if os.path.isdir(cfg.get("queue_directory")):
+        for problem in make_queue_dirs(cfg.get("queue_directory"), cfg.get("mail_owner"),
+                                       cfg.get("setgid_group"), create=False, fix=False):
+            log.warning("%s", problem)
+            if problem.startswith("missing"):
+                rc = 1
+    if _privileged(cfg.get("mail_owner")) is None and os.geteuid() == 0 \
+            and cfg.get("mail_owner") != "root":
+        log.warning("unknown mail_owner user: %s", cfg.get("mail_owner"))
+    return rc
+
+
+def set_permissions_main(argv: list[str], config_dir: str | None) -> int:
+    """set_permissions_main - create queue directories and fix owner and mode."""
+    cfg = _load(config_dir)
+    if cfg is None:
+        return 1
+    _init_log(cfg)
+    owner, group = cfg.get("mail_owner"), cfg.get("setgid_group")
+    queue_dir = cfg.get("queue_directory")
+    try:
+        make_queue_dirs(queue_dir, owner, group, create=True)
+        ids = _privileged(owner)
+        if ids is not None:
+            for name, (_mode, who, _g) in QUEUE_DIRS.items():
+                if who == "root":
+                    continue
+                for root, dirs, files in os.walk(os.path.join(queue_dir, name)):
+                    for item in dirs + files:
+                        os.lchown(os.path.join(root, item), ids[0], -1)
+    except OSError as exc:
+        with contextlib.suppress(log.FatalError):
+            log.fatal("%s: %s", exc.filename or queue_dir, exc.strerror)
+        return 1
+    return 0
