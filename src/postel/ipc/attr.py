@@ -56,7 +56,8 @@ DESCRIPTION
 DIAGNOSTICS
     AttrError for malformed input or a limit exceeded; EOFError from
     read_attrs() on a clean end of stream before any byte of a list;
-    TimeoutError (asyncio.TimeoutError) when the caller's timeout expires.
+    TimeoutError (asyncio.TimeoutError) when the caller's timeout expires;
+    ConnectionError from the transport as it comes (a reset peer).
     TypeError/ValueError from encode() for a caller's bug (bad name or type).
 """
 
