@@ -219,3 +219,22 @@ def test_cache_and_invalidation():
     for a in ("a@x.org", "b@x.org", "c@x.org"):
         small.resolve(a)
     assert list(k for k, _ in small.cache) == ["b@x.org", "c@x.org"]
+
+
+def test_with_real_config_and_tables(tmp_path):
+    from postel.config import load_config
+    (tmp_path / "transport").write_text("example.org  smtp:[mx.example.org]:2525\n"
+                                        ".sub.example :\n")
+    (tmp_path / "vdoms").write_text("vmail.example  ok\n")
+    (tmp_path / "main.cf").write_text(
+        "myhostname = mail.example.com\n"
+        f"transport_maps = texthash:{tmp_path}/transport\n"
+        f"virtual_mailbox_domains = texthash:{tmp_path}/vdoms\n"
+        "relayhost = [gw.example.com]\n")
+    r = Resolver.from_config(load_config(str(tmp_path)), own_addrs=OWN)
+    assert \
+        (r.resolve("u@Example.ORG").transport, r.resolve("u@Example.ORG").nexthop) == \
+        ("smtp", "[mx.example.org]:2525")
+    assert r.resolve("u@a.sub.example").nexthop == "[gw.example.com]"
+    assert r.resolve("u@vmail.example").flags & R.CLASS_VIRTUAL
+    assert r.resolve("u@localhost").flags & R.CLASS_LOCAL
