@@ -66,7 +66,7 @@ def test_move_creates_hashed_dirs_and_scan(qd):
         qd.move(qid, "incoming", "active")
     for qid in qids[:10]:
         path = qd.move(qid, "active", "deferred")
-        assert path.split(os.sep)[-4:-2] == ["q", "deferred"]   # two hash levels
+        assert path.split(os.sep)[-5:-2] == ["q", "deferred", qd.dir_path("deferred", qid).split(os.sep)[-2]]
         assert QueueFileReader(path).read_content() == b"hi\n"
     assert sorted(qd.scan("deferred")) == sorted(qids[:10])
     assert sorted(qd.scan("active")) == sorted(qids[10:20])
