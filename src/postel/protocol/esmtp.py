@@ -140,6 +140,13 @@ def _split_params(text: str) -> list[tuple[str, str | None]]:
     return params
 
 
+def _bad_chars(address: str) -> bool:
+    """True when address has brackets, spaces or controls outside a quoted local part."""
+    local, at, domain = address.rpartition("@")
+    rest = domain if at and _QUOTED.match(local) else address
+    return any(c in "<> " or ord(c) < 0x20 or ord(c) == 0x7F for c in rest)
+
+
 def parse_path(arg: str, keyword: str, *, strict: bool, syntax: Reply,
                bad_address: Reply, allow_null: bool) -> Path:
     """parse "FROM:<addr> params" / "TO:<addr> params" (RFC 5321 4.1.2)."""
@@ -168,8 +175,7 @@ def parse_path(arg: str, keyword: str, *, strict: bool, syntax: Reply,
     if address == "":
         if not allow_null:
             raise ParamError(bad_address)
-    elif any(c in address for c in "<>\x00\r\n\t") or (
-            " " in address and not _QUOTED.match(address.rpartition("@")[0] or address)):
+    elif _bad_chars(address):
         raise ParamError(bad_address)
     elif strict and not is_mailbox(address):
         raise ParamError(bad_address)
