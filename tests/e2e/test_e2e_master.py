@@ -183,3 +183,44 @@ def test_abort_kills_everything(tmp_path):
         assert inst.postel("abort").returncode == 0
         assert _wait(lambda: inst.pids() == [])
         conn.close()
+
+
+def test_pass_listener_serves_passed_descriptor(tmp_path):
+    with Instance(tmp_path, extra_main=FAST,
+                  extra_master=["passy pass n - n - - testsvc -m banner"]) as inst:
+        inst.start()
+        path = os.path.join(inst.queue_dir, "public", "passy")
+        assert _wait(lambda: os.path.exists(path))
+        ours, theirs = socket.socketpair()
+        with socket.socket(socket.AF_UNIX) as ctl:
+            ctl.connect(path)
+            socket.send_fds(ctl, [b"x"], [theirs.fileno()])
+        theirs.close()
+        ours.settimeout(10)
+        assert ours.makefile("rb").readline().startswith(b"220 passy testsvc")
+        ours.close()
+
+
+def test_start_fg_logs_on_stdout_and_stops_on_sigterm(tmp_path):
+    import signal
+    import subprocess
+
+    from lib import POSTEL
+    port = free_port()
+    with Instance(tmp_path, extra_main=FAST,
+                  extra_master=[f"{port} inet n - n - - testsvc -m banner"]) as inst:
+        proc = subprocess.Popen([POSTEL, "-c", inst.dir, "start-fg"], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT)
+        try:
+            assert _wait(lambda: port_open(port))
+            assert inst.postel("status").returncode == 0
+            proc.send_signal(signal.SIGTERM)
+            out, _ = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 0
+        assert b"postel/master: daemon started" in out
+        assert b"terminating on signal 15" in out
+        assert "daemon started" in inst.log_text()     # and in maillog_file as well
+        assert _wait(lambda: inst.pids() == [])
