@@ -457,3 +457,21 @@ def test_protocol_smtplib_output_as_input():
     # smtplib sends bytes as given: "bye<LF>" then its own <CR><LF>.<CR><LF>;
     # the bare LF is normalized and the client's CRLF stays part of the content.
     assert d.content() == b"Subject: x\r\n\r\n.hidden\r\nbye\r\n\r\n"
+
+
+FUZZ_WORDS = [b"EHLO x", b"HELO", b"MAIL FROM:<a@b>", b"MAIL FROM:", b"RCPT TO:<c@d>", b"DATA",
+              b"BDAT 3", b"BDAT 0 LAST", b"BDAT 2 LAST", b"RSET", b"NOOP", b"QUIT", b".", b"..",
+              b"AUTH PLAIN", b"*", b"STARTTLS", b"XCLIENT NAME=a", b"VRFY", b"\xff\xfe", b"GET /",
+              b"MAIL FROM:<\"a\\", b"RCPT TO:<a@b> NOTIFY=", b"x" * 3000]
+
+
+@given(st.lists(st.sampled_from(FUZZ_WORDS) | st.binary(max_size=20), max_size=30),
+       st.lists(st.sampled_from([b"\r\n", b"\n", b"\r", b""]), min_size=30, max_size=30),
+       st.sampled_from(["normalize", "reject"]))
+@settings(max_examples=300, deadline=None)
+def test_protocol_fuzz_never_raises(words, ends, mode):
+    """arbitrary input never raises, and buffers stay bounded."""
+    d = Driver(ServerConfig(smtpd_forbid_bare_newline=mode, starttls=True, auth=True))
+    for word, end in zip(words, ends, strict=False):
+        d.feed(word + end)
+        assert d.conn.buffered() <= 2 * 2048 + 40

@@ -79,7 +79,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from postel.protocol import esmtp
@@ -745,8 +745,8 @@ EHLO_ORDER = ("PIPELINING", "SIZE", "VRFY", "ETRN", "STARTTLS", "AUTH",
               "ENHANCEDSTATUSCODES", "8BITMIME", "DSN", "SMTPUTF8", "CHUNKING")
 
 
-def ehlo_reply(hostname: str, size_limit: int, keywords_enabled, discard=(),
-               auth_mechanisms=()) -> Reply:
+def ehlo_reply(hostname: str, size_limit: int, keywords_enabled: Iterable[str],
+               discard: Iterable[str] = (), auth_mechanisms: Sequence[str] = ()) -> Reply:
     """ehlo_reply - the 250 EHLO reply in Postfix's keyword order.
 
     keywords_enabled: keywords to offer (any case); discard: the
