@@ -390,9 +390,29 @@ class QueueFileWriter:
         data = self._pending + chunk if self._pending else bytes(chunk)
         lines = data.split(b"\n")
         self._pending = lines.pop()
-        line_fn = self._line
+        # Fast path for short lines (the common case), inlined from _line().
+        short = min(127, self.line_length_limit)
+        count = nbytes = 0               # short lines not yet in _offset/message_size
         for line in lines:
-            line_fn(line[:-1] if line[-1:] == b"\r" else line)
+            if line[-1:] == b"\r":
+                line = line[:-1]
+            n = len(line)
+            if n <= short:
+                buf = self._buf          # _line() may flush; re-read the buffer
+                buf.append(_N)
+                buf.append(n)
+                buf += line
+                count += 1
+                nbytes += n
+            else:
+                self._offset += 2 * count + nbytes
+                self.message_size += count + nbytes
+                count = nbytes = 0
+                self._line(line)
+        self._offset += 2 * count + nbytes
+        self.message_size += count + nbytes
+        if len(self._buf) >= FLUSH_SIZE:
+            self._flush()
 
     def write_line(self, line: bytes) -> None:
         """write_line - one complete content line, without its terminator."""
