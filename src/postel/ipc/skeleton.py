@@ -460,6 +460,7 @@ class _Server:
         self.last_activity = time.monotonic()
         self.status.mark_used()
         if self.max_use and self.served >= self.max_use:
+            self.slot_free.clear()          # accept no more; master forks a successor
             self.ctx.stopping.set()
         if self.active >= self.concurrency:
             self.slot_free.clear()
