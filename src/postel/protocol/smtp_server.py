@@ -282,6 +282,8 @@ class SMTPServerConnection:
         self._after_skip: Event | None = None
         self._last_line_crlf = True
         self._content = _Content()
+        # A content line longer than line_length_limit (plus CR) needs splitting.
+        self._long_line = re.compile(b"(?:\\A|\n)[^\n]{%d}" % (self.config.line_length_limit + 2))
 
     # --- Input ------------------------------------------------------------
     def receive_data(self, data: bytes) -> None:
@@ -585,6 +587,20 @@ class SMTPServerConnection:
         limit = self.config.line_length_limit
         size_limit = self.config.message_size_limit
         while True:
+            if c.at_line_start and c.prev_crlf:
+                # Fast path: plain CRLF lines up to the next line starting with
+                # "." are copied as they are (no unstuffing, nothing to fix).
+                k = buf.find(b"\n.", pos)
+                end = k + 1 if k >= 0 else buf.rfind(b"\n") + 1
+                if end > pos and buf[pos] != 0x2E:
+                    seg = buf[pos:end]
+                    if seg.count(b"\n") == seg.count(b"\r\n") and not self._long_line.search(seg):
+                        pos = end
+                        c.size += len(seg)
+                        if size_limit and c.size > size_limit:
+                            c.too_big = True
+                        if not c.too_big:
+                            out += seg
             j = buf.find(b"\n", pos, pos + limit + 2)
             if j < 0:
                 if len(buf) - pos < limit + 2:
