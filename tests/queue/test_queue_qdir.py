@@ -129,8 +129,9 @@ def test_check_space(qd, monkeypatch):
     qd.check_space(size_estimate=1000)
     assert qd.space_ok(queue_minfree=free // 2, size_estimate=1)
     assert not qd.space_ok(queue_minfree=free + 1, size_estimate=1)
-    assert not qd.space_ok(size_estimate=free)          # needs 1.5 * size
-    assert not qd.space_ok(message_size_limit=free)     # no estimate: message_size_limit
+    assert not qd.space_ok(size_estimate=free)          # needs 1.5 * SIZE=
+    assert not qd.space_ok(message_size_limit=free)     # and 1.5 * message_size_limit
+    assert qd.space_ok(message_size_limit=free // 2, size_estimate=100)
     with pytest.raises(QueueFull):
         qd.check_space(queue_minfree=free * 2)
 

@@ -41,10 +41,11 @@ DESCRIPTION
     Moving a message between queues is one rename(2); a missing hashed
     subdirectory is created and the rename retried.
 
-    check_space() implements queue_minfree: it refuses (QueueFull) unless
-    the file system has at least queue_minfree bytes free plus 1.5 times the
-    expected message size (the SIZE= estimate, or message_size_limit when
-    there is none), the margin Postfix's SMTP server demands.
+    check_space() implements queue_minfree as Postfix's SMTP server does: it
+    refuses (QueueFull) unless the file system has at least
+    max(queue_minfree, 1.5 * max(message_size_limit, size_estimate)) bytes
+    free (size_estimate: the client's SIZE= value, if any;
+    message_size_limit 0 means no limit).
 
 CONFIGURATION PARAMETERS
     queue_directory            where the queues live
@@ -261,9 +262,8 @@ class QueueDir:
     def space_ok(self, size_estimate: int | None = None, queue_minfree: int = 0,
                  message_size_limit: int = 10240000) -> bool:
         """space_ok - is there room for a message of this size (see check_space)?"""
-        if size_estimate is None or size_estimate <= 0:
-            size_estimate = message_size_limit
-        need = queue_minfree + int(1.5 * max(size_estimate, 0))
+        largest = max(message_size_limit, size_estimate or 0, 0)
+        need = max(queue_minfree, int(1.5 * largest))
         return self.free_space() >= need
 
     def check_space(self, size_estimate: int | None = None, queue_minfree: int = 0,
