@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import shutil
 import sys
@@ -57,6 +58,11 @@ async def _run(qdir: str, n: int, clients: int, content: bytes) -> float:
     return elapsed
 
 
+def _client_main(qdir: str, n: int, clients: int, size: int) -> float:
+    """_client_main - the submitting side, in its own process."""
+    return asyncio.run(_run(qdir, n, clients, _message(size)))
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--messages", type=int, default=2000)
@@ -79,7 +85,10 @@ def main() -> int:
                              handler=cleanup_service.serve_client, config_dir=conf,
                              post_init=post_init)
         try:
-            elapsed = asyncio.run(_run(qdir, a.messages, a.clients, _message(a.size)))
+            # The clients run in another process, as smtpd does.
+            ctx = multiprocessing.get_context("spawn")
+            with ctx.Pool(1) as pool:
+                elapsed = pool.apply(_client_main, (qdir, a.messages, a.clients, a.size))
         finally:
             srv.stop()
         n = len(list(QueueDir(qdir).scan("incoming")))

@@ -166,10 +166,10 @@ def parse_flags(value: str | None) -> frozenset:
 class Job:
     """Job - one message between open and close."""
 
-    def __init__(self, svc: CleanupService, flags: frozenset) -> None:
+    def __init__(self, svc: CleanupService, flags: frozenset, qid: str | None = None) -> None:
         self.svc = svc
         self.flags = flags
-        self.qid = new_qid()
+        self.qid = qid or new_qid()
         self.writer: QueueFileWriter | None = None
         self.status: tuple | None = None          # a failure found by the service
         self.state: MessageState | None = None
@@ -483,7 +483,10 @@ async def serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
                 if job is not None:
                     job.drop()
                 try:
-                    job = Job(svc, parse_flags(req.get("flags")))
+                    # Creating a file can wait for a directory fsync of the
+                    # committer: keep that off the event loop.
+                    job = await asyncio.to_thread(Job, svc, parse_flags(req.get("flags")),
+                                                  new_qid())
                 except QueueFull as exc:
                     log.warning("%s", exc)
                     await write_attrs(writer, _reply(R_STORAGE, ""))
