@@ -252,3 +252,26 @@ def test_unknown_printable_envelope_record_skipped(qd):
         else:
             with pytest.raises(QueueFileCorrupt, match="out of place"):
                 _read_all(path)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_random_damage_never_raises_anything_else(qd, data):
+    path = _small_file(qd)
+    original = open(path, "rb").read()
+    start = data.draw(st.integers(0, len(original)))
+    junk = data.draw(st.binary(max_size=8))
+    cut = data.draw(st.integers(0, 8))
+    damaged = original[:start] + junk + original[start + cut:]
+    with open(path, "wb") as f:
+        f.write(damaged)
+    try:
+        rcpts, content = _read_all(path)
+    except QueueFileCorrupt:
+        return
+    finally:
+        os.unlink(path)
+    # Accepted: only an unchanged file or a change of mutable bytes alone.
+    assert len(damaged) == len(original)
+    assert content == b"Subject: t\n\nhello\n"
+    assert [r.address for r in rcpts] == ["r@x", "e@x"]

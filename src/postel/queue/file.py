@@ -553,6 +553,7 @@ class QueueFileReader:
         self.extracted = Extracted()
         self.recipients: list[Recipient] = []
         self.warn_offset = -1
+        self._by_offset: dict[int, Recipient] | None = None
         try:
             self._load()
         except QueueFileCorrupt:
@@ -838,7 +839,10 @@ class QueueFileReader:
     def mark_done(self, rcpt: Recipient | int) -> None:
         """mark_done - rewrite a recipient's R to D in place and fsync."""
         offset = rcpt.offset if isinstance(rcpt, Recipient) else rcpt
-        if offset not in {r.offset for r in self.recipients}:
+        if self._by_offset is None:
+            self._by_offset = {r.offset: r for r in self.recipients}
+        target = self._by_offset.get(offset)
+        if target is None:
             raise ValueError(f"{self.qid}: no recipient record at offset {offset}")
         if self._fd < 0 or not self._writable:
             raise PermissionError(errno.EACCES, "queue file not open for writing", self.path)
@@ -848,9 +852,9 @@ class QueueFileReader:
             os.fsync(self._fd)
         elif current != b"D":
             raise self._corrupt(offset, "recipient record changed under us")
-        for r in self.recipients:
-            if r.offset == offset:
-                r.done = True
+        target.done = True
+        if isinstance(rcpt, Recipient):
+            rcpt.done = True
 
     def set_warn_time(self, when: int) -> None:
         """set_warn_time - rewrite the delay warning time in place (needs a W record)."""
