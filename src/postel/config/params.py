@@ -723,7 +723,7 @@ _TABLE: tuple[Param, ...] = (
     _p("smtpd_error_sleep_time", "1s", TIME, "s"),
     _p("smtpd_etrn_restrictions", "", LIST),
     _p("smtpd_expansion_filter", '\\t\\40!"#$%&\'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\\\]^_`abcdefghijklmnopqrstuvwxyz{|}~', STR),
-    _p("smtpd_forbid_bare_newline", "no", BOOL),
+    _p("smtpd_forbid_bare_newline", "normalize", STR),  # Postfix 3.9 default
     _p("smtpd_forbid_bare_newline_exclusions", "$mynetworks", LIST),
     _p("smtpd_forbid_bare_newline_reject_code", "550", INT),
     _p("smtpd_forbid_unauth_pipelining", "no", BOOL),
