@@ -1,0 +1,116 @@
+"""_qadmin - helpers shared by the queue administration commands
+
+SYNOPSIS
+    from postel.commands._qadmin import Fatal, load, queue_dir, privileged, fatal
+
+DESCRIPTION
+    postqueue, postsuper, postcat, postkick, postlock and postlog report
+    problems the way Postfix's commands do: "PROG: fatal: text" (or
+    "warning:") on stderr, the same text in the mail log, and a non-zero
+    exit status.  A Fatal exception carries the message and the status up to
+    the command's main(), which prints it and returns the status.
+
+    privileged(cfg) is the Postfix rule for administrative commands: the
+    caller is the superuser, or the mail_owner, or owns queue_directory
+    (an unprivileged instance created by `postel init`).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import sys
+
+from postel import log
+from postel.queue import QueueDir
+
+EX_USAGE = 64
+EX_NOINPUT = 66
+EX_UNAVAILABLE = 69
+EX_SOFTWARE = 70
+EX_TEMPFAIL = 75
+EX_NOPERM = 77
+
+
+class Fatal(Exception):
+    """A command must stop: message (without "fatal: ") and exit status."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def load(prog: str, config_dir: str | None):
+    """load - main.cf for a command, with logging to the mail log (Fatal on error)."""
+    from postel.config import ConfigError, load_config
+    try:
+        cfg = load_config(config_dir)
+        syslog_name = cfg.get("syslog_name")
+        maillog_file = cfg.get("maillog_file")
+    except (ConfigError, KeyError, ValueError) as exc:
+        raise Fatal(str(exc), 1) from None
+    if maillog_file in ("/dev/stdout", "/dev/stderr"):
+        maillog_file = ""           # a command's output must stay clean
+    log.init(prog, syslog_name=syslog_name, maillog_file=maillog_file, use_syslog=False)
+    return cfg
+
+
+def queue_dir(cfg) -> QueueDir:
+    """queue_dir - the QueueDir that main.cf describes (Fatal on a bad setting)."""
+    try:
+        return QueueDir(cfg.get("queue_directory"), cfg.get("hash_queue_names"),
+                        cfg.get_int("hash_queue_depth"))
+    except (ValueError, KeyError) as exc:
+        raise Fatal(str(exc), 1) from None
+
+
+def privileged(cfg) -> bool:
+    """privileged - superuser, mail_owner, or owner of queue_directory?"""
+    euid = os.geteuid()
+    if euid == 0:
+        return True
+    try:
+        if pwd.getpwnam(cfg.get("mail_owner")).pw_uid == euid:
+            return True
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.stat(cfg.get("queue_directory")).st_uid == euid
+    except OSError:
+        return False
+
+
+def say(prog: str, text: str) -> None:
+    """say - an informational line on stderr and in the mail log."""
+    log.info("%s", text)
+    _stderr(f"{prog}: {text}")
+
+
+def warn(prog: str, text: str) -> None:
+    """warn - a warning on stderr and in the mail log."""
+    log.warning("%s", text)
+    _stderr(f"{prog}: warning: {text}")
+
+
+def fatal(prog: str, exc: Fatal) -> int:
+    """fatal - report a Fatal and return its exit status."""
+    _log_fatal(exc.message)
+    _stderr(f"{prog}: fatal: {exc.message}")
+    return exc.status
+
+
+def _log_fatal(text: str) -> None:
+    """_log_fatal - the fatal line in the mail log without exiting."""
+    try:
+        log.fatal("%s", text)
+    except log.FatalError:
+        pass
+
+
+def _stderr(line: str) -> None:
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass

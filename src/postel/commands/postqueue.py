@@ -1,0 +1,259 @@
+"""postqueue - Postel queue control for everyone
+
+SYNOPSIS
+    postel queue [-v] [-c config_dir] -f
+    postel queue [-v] [-c config_dir] -i queue_id
+    postel queue [-v] [-c config_dir] -j
+    postel queue [-v] [-c config_dir] -p
+    postel queue [-v] [-c config_dir] -s site
+    mailq, sendmail -bp        (the same as postel queue -p)
+    postel flush               (the same as postel queue -f)
+
+DESCRIPTION
+    postqueue(1) is the unprivileged user interface to the queue, as in
+    Postfix.
+
+    -p  List the queue in Sendmail mailq format (see docs/postqueue.md for
+        the exact layout): queue ID, "*" (active) or "!" (on hold), size,
+        arrival time, sender; the recipients below, each deferral reason in
+        parentheses above the recipients it applies to; a "-- N Kbytes in M
+        Requests." trailer, or "Mail queue is empty".
+    -j  List the queue as JSON, one object per message and line, with
+        Postfix's field names.
+    -f  Flush the queue: ask qmgr to retry all deferred mail now (trigger
+        "FADI" on public/qmgr) and wake up pickup.
+    -s site
+        Flush the mail for one destination through the flush service
+        (fast_flush_domains), as the SMTP ETRN command does.
+    -i queue_id
+        Schedule immediate delivery of one deferred message (flush service).
+
+    The listing comes from the showq service over public/showq, so that the
+    user needs no access to the queue files.  When showq cannot be reached
+    (the mail system is down), the superuser, mail_owner or the owner of
+    the queue directory gets the listing by reading the queue directly, as
+    Postfix runs showq stand-alone for the superuser; anybody else gets
+    "postqueue: fatal: Queue report unavailable - mail system is down".
+
+DIAGNOSTICS
+    Exit status 0 on success, 64 for a usage error, 69 when the mail system
+    is down, 1 for other errors.
+
+CONFIGURATION PARAMETERS
+    queue_directory, hash_queue_names, hash_queue_depth
+    syslog_name, maillog_file
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+
+from postel.commands._qadmin import (
+    EX_UNAVAILABLE,
+    EX_USAGE,
+    Fatal,
+    fatal,
+    load,
+    privileged,
+    queue_dir,
+)
+from postel.flush import client as flush_client
+from postel.ipc.attr import AttrError
+from postel.ipc.client import ServiceUnavailable, SyncConnection, service_path
+from postel.ipc.trigger import QMGR_FLUSH_QUEUE, TRIGGER_WAKEUP, send_trigger
+from postel.queue import qid_ok
+from postel.showq.report import (
+    MailqFormatter,
+    QueueEntry,
+    ShowqProtocolError,
+    decode_entry,
+    json_line,
+    scan_entries,
+)
+
+PROG = "postqueue"
+USAGE = "usage: postqueue -f | postqueue -i queue_id | postqueue -j | postqueue -p | postqueue -s site"
+SHOWQ_ENDPOINT = "public/showq"
+SHOWQ_TIMEOUT = 3600.0
+DOWN = "Queue report unavailable - mail system is down"
+FLUSH_DOWN = "Cannot flush mail queue - mail system is down"
+
+
+def _parse(argv: list[str]) -> tuple[str, str, str | None]:
+    """_parse - (mode, argument, config_dir); Fatal(EX_USAGE) on bad usage."""
+    mode, arg, config_dir = "", "", None
+    i = 0
+    while i < len(argv):
+        opt = argv[i]
+        if not opt.startswith("-") or opt == "-":
+            raise Fatal(USAGE, EX_USAGE)
+        j = 1
+        while j < len(opt):
+            c = opt[j]
+            if c in "cis":
+                value = opt[j + 1:] or (argv[i + 1] if i + 1 < len(argv) else None)
+                if value is None:
+                    raise Fatal(f"option -{c} requires an argument\n{USAGE}", EX_USAGE)
+                if not opt[j + 1:]:
+                    i += 1
+                if c == "c":
+                    config_dir = value
+                else:
+                    mode, arg = _set_mode(mode, c, value)
+                break
+            if c in "fjp":
+                mode, arg = _set_mode(mode, c, "")
+            elif c != "v":
+                raise Fatal(f"invalid option -- '{c}'\n{USAGE}", EX_USAGE)
+            j += 1
+        i += 1
+    if not mode:
+        raise Fatal(USAGE, EX_USAGE)
+    return mode, arg, config_dir
+
+
+def _set_mode(current: str, mode: str, arg: str) -> tuple[str, str]:
+    """_set_mode - only one of -f -i -j -p -s may be given."""
+    if current and current != mode:
+        raise Fatal("specify only one of -f, -i, -j, -p or -s", EX_USAGE)
+    return mode, arg
+
+
+def showq_entries(queue_directory: str, queue_id: str | None = None,
+                  retry_for: float = 5.0) -> Iterator[QueueEntry]:
+    """showq_entries - the listing from public/showq (ServiceUnavailable if down).
+
+    Connects before returning, so that a caller can fall back at once."""
+    if not os.path.exists(service_path(queue_directory, SHOWQ_ENDPOINT)):
+        raise ServiceUnavailable(SHOWQ_ENDPOINT, "no such socket")
+    conn = SyncConnection(queue_directory, SHOWQ_ENDPOINT, timeout=SHOWQ_TIMEOUT,
+                          retry_for=retry_for)
+    try:
+        request = {"request": "list"}
+        if queue_id:
+            request["queue_id"] = queue_id
+        conn.send(request)
+    except BaseException:
+        conn.close()
+        raise
+    return _read_entries(conn)
+
+
+def _read_entries(conn: SyncConnection) -> Iterator[QueueEntry]:
+    """_read_entries - decode lists until the end marker."""
+    try:
+        while True:
+            try:
+                lst = conn.recv()
+            except EOFError:
+                raise ShowqProtocolError("showq closed the connection early") from None
+            if "end" in lst:
+                if lst.get("error"):
+                    raise ShowqProtocolError(lst.get("error") or "")
+                return
+            yield decode_entry(lst)
+    finally:
+        conn.close()
+
+
+def _entries(cfg, json_mode: bool) -> Iterator[QueueEntry]:
+    """_entries - from showq, or directly from the queue for privileged users."""
+    qd = queue_dir(cfg)
+    try:
+        return showq_entries(qd.queue_directory)
+    except ServiceUnavailable:
+        if not privileged(cfg):
+            raise Fatal(DOWN, EX_UNAVAILABLE) from None
+        if not os.path.isdir(qd.queue_directory):
+            raise Fatal(f"{qd.queue_directory}: no such queue directory", 1) from None
+        return scan_entries(qd)
+
+
+def list_queue(cfg, json_mode: bool, out=None) -> int:
+    """list_queue - postqueue -p / -j onto out (stdout)."""
+    out = out or sys.stdout
+    fmt = MailqFormatter()
+    write = out.write
+    try:
+        for entry in _entries(cfg, json_mode):
+            write(json_line(entry) if json_mode else fmt.entry(entry))
+    except (ServiceUnavailable, ShowqProtocolError, AttrError) as exc:
+        out.flush()
+        raise Fatal(f"showq service: {exc}", EX_UNAVAILABLE) from None
+    if not json_mode:
+        write(fmt.finish())
+    out.flush()
+    return 0
+
+
+def flush_queue(cfg) -> int:
+    """flush_queue - postqueue -f: qmgr retries deferred mail, pickup looks."""
+    qd = queue_dir(cfg)
+    if not send_trigger(qd.queue_directory, "public/qmgr", QMGR_FLUSH_QUEUE):
+        raise Fatal(FLUSH_DOWN, EX_UNAVAILABLE)
+    send_trigger(qd.queue_directory, "public/pickup", TRIGGER_WAKEUP)
+    return 0
+
+
+def _flush_status(status: int, what: str) -> int:
+    """_flush_status - map a flush service status to an exit status."""
+    if status == flush_client.FLUSH_STAT_OK:
+        return 0
+    if status == flush_client.FLUSH_STAT_BAD:
+        raise Fatal(f"invalid request: {what}", EX_USAGE)
+    if status == flush_client.FLUSH_STAT_DENY:
+        raise Fatal(f"flush service is not configured for destination \"{what}\"", EX_UNAVAILABLE)
+    raise Fatal(FLUSH_DOWN, EX_UNAVAILABLE)
+
+
+def flush_site(cfg, site: str) -> int:
+    """flush_site - postqueue -s site."""
+    if not site or any(c.isspace() for c in site):
+        raise Fatal(f"invalid request: \"{site}\"", EX_USAGE)
+    qd = queue_dir(cfg)
+    return _flush_status(flush_client.flush_send_site(qd.queue_directory, site), site)
+
+
+def flush_file(cfg, qid: str) -> int:
+    """flush_file - postqueue -i queue_id."""
+    if not qid_ok(qid):
+        raise Fatal(f"invalid queue ID: \"{qid}\"", EX_USAGE)
+    qd = queue_dir(cfg)
+    return _flush_status(flush_client.flush_send_file(qd.queue_directory, qid), qid)
+
+
+def main(argv: list[str], config_dir: str | None) -> int:
+    """main - postel queue."""
+    try:
+        mode, arg, opt_dir = _parse(argv)
+        cfg = load(PROG, opt_dir or config_dir)
+        if mode == "p":
+            return list_queue(cfg, json_mode=False)
+        if mode == "j":
+            return list_queue(cfg, json_mode=True)
+        if mode == "f":
+            return flush_queue(cfg)
+        if mode == "s":
+            return flush_site(cfg, arg)
+        return flush_file(cfg, arg)
+    except Fatal as exc:
+        return fatal(PROG, exc)
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 0
+
+
+def _quiet_stdout() -> None:
+    """_quiet_stdout - after EPIPE (mailq | head), avoid a second error at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def flush_main(argv: list[str], config_dir: str | None) -> int:
+    """flush_main - postel flush: the same as postel queue -f."""
+    return main(["-f", *argv], config_dir)
