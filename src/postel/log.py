@@ -22,6 +22,7 @@ DESCRIPTION
       * maillog_file: a file appended to with O_APPEND, one write(2) per line
         so that lines of concurrent processes never interleave.  The values
         "/dev/stdout" and "/dev/stderr" write to the inherited descriptors.
+      * stdout, in addition (log.init(..., stdout=True)), for postel start-fg.
       * stderr, in addition, for interactive commands (log.init(..., stderr=True)),
         where the message is printed without the timestamp prefix.
 
@@ -66,6 +67,7 @@ class _State:
     syslog_sock: socket.socket | None = None
     use_syslog = False
     stderr = False
+    stdout = False
     verbose = 0
 
 
@@ -74,12 +76,17 @@ _s = _State()
 
 def init(process_name: str, *, syslog_name: str = "postel", maillog_file: str = "",
          use_syslog: bool | None = None, facility: str = "mail", stderr: bool = False,
-         verbose: int = 0) -> None:
-    """init - choose the tag and destinations for this process."""
+         stdout: bool = False, verbose: int = 0) -> None:
+    """init - choose the tag and destinations for this process.
+
+    stdout=True copies every full log line to standard output as well
+    (postel start-fg), unless maillog_file is already /dev/stdout.
+    """
     _s.process_name = process_name
     _s.syslog_name = syslog_name or "postel"
     _s.facility = _FACILITIES.get(facility.lower(), 2)
     _s.stderr = stderr
+    _s.stdout = stdout and maillog_file != "/dev/stdout"
     _s.verbose = verbose
     _close_file()
     _s.file_path = maillog_file
@@ -145,15 +152,18 @@ def _emit(level: str, text: str) -> None:
         text = text[:LINE_LIMIT] + "..."
     if level != "info":
         text = f"{level}: {text}"
-    if _s.file_fd is not None:
+    if _s.file_fd is not None or _s.stdout:
         line = (format_line(text) + "\n").encode("utf-8", "backslashreplace")
-        try:
-            os.write(_s.file_fd, line)
-        except OSError:
-            pass
+        for fd in (_s.file_fd, 1 if _s.stdout else None):
+            if fd is None:
+                continue
+            try:
+                os.write(fd, line)
+            except OSError:
+                pass
     if _s.use_syslog:
         _syslog(level, text)
-    if _s.stderr and _s.file_fd not in (1, 2):
+    if _s.stderr and _s.file_fd not in (1, 2) and not _s.stdout:
         try:
             sys.stderr.write(f"{_s.syslog_name}/{_s.process_name}: {text}\n")
             sys.stderr.flush()

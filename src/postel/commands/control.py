@@ -334,11 +334,26 @@ def running_pid(cfg) -> int | None:
         os.close(fd)
 
 
-def _wait_gone(cfg, timeout: float) -> bool:
-    """_wait_gone - wait until master has released its pid file."""
+def _process_alive(pid: int) -> bool:
+    """_process_alive - pid exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+def _wait_gone(cfg, timeout: float, pid: int | None = None) -> bool:
+    """_wait_gone - wait until master has released its pid file and exited."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if running_pid(cfg) is None:
+        if running_pid(cfg) is None and (pid is None or not _process_alive(pid)):
             return True
         time.sleep(0.05)
     return False
@@ -434,7 +449,7 @@ def start_fg_main(argv: list[str], config_dir: str | None) -> int:
 
 
 def _signal_master(config_dir: str | None, sig: int, what: str) -> tuple[int, object]:
-    """_signal_master - send a signal to a running master; (status, cfg)."""
+    """_signal_master - signal a running master; (status, (cfg, pid)) or (status, cfg) on error."""
     cfg = _load(config_dir)
     if cfg is None:
         return 1, None
@@ -453,15 +468,16 @@ def _signal_master(config_dir: str | None, sig: int, what: str) -> tuple[int, ob
         with contextlib.suppress(log.FatalError):
             log.fatal("cannot signal master pid %d: permission denied", pid)
         return 1, cfg
-    return 0, cfg
+    return 0, (cfg, pid)
 
 
 def stop_main(argv: list[str], config_dir: str | None) -> int:
     """stop_main - graceful stop; waits until master has gone."""
-    rc, cfg = _signal_master(config_dir, signal.SIGTERM, "stopping the Postel mail system")
+    rc, got = _signal_master(config_dir, signal.SIGTERM, "stopping the Postel mail system")
     if rc:
         return rc
-    if not _wait_gone(cfg, STOP_TIMEOUT):
+    cfg, pid = got
+    if not _wait_gone(cfg, STOP_TIMEOUT, pid):
         log.warning("master did not stop within %d seconds", int(STOP_TIMEOUT))
         return 1
     return 0
@@ -469,10 +485,11 @@ def stop_main(argv: list[str], config_dir: str | None) -> int:
 
 def abort_main(argv: list[str], config_dir: str | None) -> int:
     """abort_main - immediate stop."""
-    rc, cfg = _signal_master(config_dir, signal.SIGINT, "aborting the Postel mail system")
+    rc, got = _signal_master(config_dir, signal.SIGINT, "aborting the Postel mail system")
     if rc:
         return rc
-    return 0 if _wait_gone(cfg, 15.0) else 1
+    cfg, pid = got
+    return 0 if _wait_gone(cfg, 15.0, pid) else 1
 
 
 def reload_main(argv: list[str], config_dir: str | None) -> int:

@@ -226,9 +226,7 @@ def _load_context(process_name: str, opts: _Options) -> ServiceContext:
         raise AssertionError("unreachable") from None
     to_stdout = os.environ.get(ENV_LOG_STDOUT) == "1"
     log.init(process_name, syslog_name=syslog_name, maillog_file=maillog_file,
-             stderr=to_stdout, verbose=opts.verbose)
-    if to_stdout:
-        sys.stderr = sys.stdout
+             stdout=to_stdout, verbose=opts.verbose)
     return ServiceContext(cfg=cfg, service_name=opts.service_name or process_name,
                           process_name=process_name, config_dir=config_dir,
                           queue_directory=queue_directory, service_type=opts.service_type,

@@ -180,9 +180,8 @@ class Master:
             raise StartupError(str(exc)) from None
         self.cfg = cfg
         log.init("master", syslog_name=syslog_name, maillog_file=maillog,
-                 stderr=self.foreground, verbose=self.verbose)
+                 stdout=self.foreground, verbose=self.verbose)
         if self.foreground:
-            sys.stderr = sys.stdout
             os.environ[skeleton.ENV_LOG_STDOUT] = "1"
         os.umask(0o022)
         try:
@@ -575,7 +574,7 @@ class Master:
             log.error("%s -- configuration not reloaded", exc)
             return
         log.init("master", syslog_name=syslog_name, maillog_file=maillog,
-                 stderr=self.foreground, verbose=self.verbose)
+                 stdout=self.foreground, verbose=self.verbose)
         self.cfg = cfg
         self._read_throttle_time(cfg)
         log.info("reload -- version %s, configuration %s", version(), cfg.config_directory)
