@@ -220,7 +220,9 @@ def test_start_fg_logs_on_stdout_and_stops_on_sigterm(tmp_path):
             if proc.poll() is None:
                 proc.kill()
         assert proc.returncode == 0
-        assert b"postel/master: daemon started" in out
+        # full Postfix-format lines on stdout: "Nov 25 13:09:33 host postel/master[123]: ..."
+        assert re.search(rb"^\w{3} [ \d]\d \d\d:\d\d:\d\d \S+ postel/master\[\d+\]: daemon started",
+                         out, re.M), out
         assert b"terminating on signal 15" in out
         assert "daemon started" in inst.log_text()     # and in maillog_file as well
         assert _wait(lambda: inst.pids() == [])
