@@ -33,8 +33,10 @@ DESCRIPTION
 
 from __future__ import annotations
 
+import os
+
 from postel.ipc.attr import AttrError, read_attrs, write_attrs
-from postel.ipc.client import ServiceUnavailable, connect_service, request_sync
+from postel.ipc.client import ServiceUnavailable, connect_service, request_sync, service_path
 
 FLUSH_STAT_OK = 0
 FLUSH_STAT_FAIL = 1
@@ -46,6 +48,8 @@ TIMEOUT = 100.0
 
 def _request(queue_directory: str, attrs: dict[str, str], timeout: float) -> int:
     """_request - one blocking exchange; FLUSH_STAT_FAIL for any failure."""
+    if not os.path.exists(service_path(queue_directory, FLUSH_ENDPOINT)):
+        return FLUSH_STAT_FAIL          # master creates the socket: the system is down
     try:
         reply = request_sync(queue_directory, FLUSH_ENDPOINT, attrs, timeout=timeout,
                              retry_for=2.0)
