@@ -56,7 +56,7 @@ from postel.ipc.attr import AttrError, AttrList, read_attrs, write_attrs
 from postel.ipc.skeleton import DEFAULT_CONCURRENCY, ServiceContext, multi_server_main
 from postel.queue import QueueDir, QueueFileCorrupt, QueueFileReader
 
-__all__ = ["delivery_agent_main", "handle_request", "queue_dir_of", "DeliverFunc"]
+__all__ = ["delivery_agent_main", "agent_handler", "handle_request", "queue_dir_of", "DeliverFunc"]
 
 DeliverFunc = Callable[[DeliverRequest, DeliveryContext, ServiceContext], Awaitable[None]]
 
@@ -128,8 +128,8 @@ def _idle_timeout(ctx: ServiceContext) -> float | None:
     return None if idle <= 0 else max(idle * 60, 300.0)
 
 
-def _make_handler(deliver: DeliverFunc):
-    """_make_handler - the per-connection loop for multi_server_main."""
+def agent_handler(deliver: DeliverFunc):
+    """agent_handler - the per-connection loop for multi_server_main (and run_standalone)."""
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                     ctx: ServiceContext) -> None:
@@ -160,5 +160,5 @@ def delivery_agent_main(process_name: str, argv: list[str], deliver: DeliverFunc
                         pre_init=None, post_init=None,
                         concurrency: int = DEFAULT_CONCURRENCY) -> int:
     """delivery_agent_main - run a delivery agent service; returns the exit status."""
-    return multi_server_main(process_name, argv, _make_handler(deliver), pre_init=pre_init,
+    return multi_server_main(process_name, argv, agent_handler(deliver), pre_init=pre_init,
                              post_init=post_init, concurrency=concurrency)

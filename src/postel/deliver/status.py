@@ -64,6 +64,7 @@ CONFIGURATION PARAMETERS
 from __future__ import annotations
 
 import os
+import re
 import time
 
 from postel import log
@@ -80,7 +81,18 @@ from postel.deliver.request import (
 from postel.queue.records import DSN_NOTIFY_SUCCESS
 
 __all__ = ["DeliveryContext", "sent", "defer", "bounce", "read_log", "append_log",
-           "format_delay", "LOG_FIELDS"]
+           "format_delay", "split_dsn", "LOG_FIELDS"]
+
+# RFC 3463 2: class "." subject "." detail; subject and detail are 1-3 digits.
+_DSN_RE = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?:\s+|\Z)")
+
+
+def split_dsn(default: str, text: str) -> tuple[str, str]:
+    """split_dsn - (X.Y.Z, rest) when text starts with an RFC 3463 code, else (default, text)."""
+    m = _DSN_RE.match(text.lstrip())
+    if not m:
+        return default, text.strip()
+    return f"{m.group(1)}.{m.group(2)}.{m.group(3)}", text.lstrip()[m.end():].strip()
 
 LOG_FIELDS = ("recipient", "orig_rcpt", "offset", "dsn_orcpt", "dsn_notify", "status",
               "action", "reason", "diag_type", "diag_text", "mta_type", "mta_name", "when")

@@ -1,0 +1,1 @@
+"""discard - the discard(8) delivery agent; see service.py."""

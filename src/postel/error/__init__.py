@@ -1,0 +1,1 @@
+"""error - the error(8)/retry(8) delivery agent; see service.py."""
