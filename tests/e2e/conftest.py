@@ -10,6 +10,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from lib import Instance  # noqa: E402
+
 from peerlib import INSTALL_HINT, peer_path, require_peer  # noqa: E402,F401
 
 
