@@ -316,7 +316,10 @@ def make_maildir(path: str, owner: tuple[int, int] | None = None) -> None:
     for sub in ("", "tmp", "new", "cur"):
         d = os.path.join(path, sub)
         try:
-            os.mkdir(d, 0o700)
+            if sub:
+                os.mkdir(d, 0o700)
+            else:
+                os.makedirs(d, 0o700)   # as Postfix's make_dirs: missing parents too
         except FileExistsError:
             continue
         except OSError as exc:

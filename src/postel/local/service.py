@@ -491,7 +491,7 @@ async def deliver_include(st: State, path: str, context: str, self_name: str, ad
         return Outcome("bounce", "5.3.5", f"mail system configuration error: "
                        f":include: path is not absolute: {path}")
     try:
-        with as_user(*(privs or (None, None))):
+        with as_user(*_rights(st, privs)):
             with open(path, encoding="utf-8", errors="replace") as f:
                 info = os.fstat(f.fileno())
                 text = f.read(1 << 20)
@@ -504,6 +504,15 @@ async def deliver_include(st: State, path: str, context: str, self_name: str, ad
         inc_privs = (info.st_uid, info.st_gid)
     return await deliver_items(st, _file_items(text), "include", self_name, address, sender,
                                inc_privs, None, depth + 1)
+
+
+def _rights(st: State, privs: tuple[int, int] | None) -> tuple[int | None, int | None]:
+    """_rights - (uid, gid) to act as: none in a self-contained instance, else privs or default_privs."""
+    if st.s.self_contained:
+        return None, None
+    if privs is None or privs[0] is None:
+        return st.s.default_privs if os.geteuid() == 0 else (None, None)
+    return privs
 
 
 def _allowed(allow: set[str], context: str) -> bool:
@@ -561,11 +570,7 @@ async def deliver_command_item(st: State, command: str, context: str, address: s
     if key in st.seen:
         return Outcome("sent", "2.0.0", f"delivered to command: {command}")
     st.seen.add(key)
-    uid, gid = privs if privs is not None else (None, None)
-    if st.s.self_contained:
-        uid = gid = None
-    elif uid is None and os.geteuid() == 0:
-        uid, gid = st.s.default_privs
+    uid, gid = _rights(st, privs)
     msg = _message(st, address, "command")
     result: CommandResult = await run_command(
         command_argv(st, command), command_bytes(msg), uid=uid, gid=gid,
@@ -583,11 +588,7 @@ def deliver_file_item(st: State, path: str, context: str, address: str,
     if key in st.seen:
         return Outcome("sent", "2.0.0", f"delivered to file: {path}")
     st.seen.add(key)
-    uid, gid = privs if privs is not None else (None, None)
-    if st.s.self_contained:
-        uid = gid = None
-    elif uid is None and os.geteuid() == 0:
-        uid, gid = st.s.default_privs
+    uid, gid = _rights(st, privs)
     msg = _message(st, address, "file")
     try:
         with as_user(uid, gid):
