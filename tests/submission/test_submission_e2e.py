@@ -29,11 +29,14 @@ def inst(tmp_path_factory):
     qmqp, qmqp_closed = free_port(), free_port()
     i = Instance(tmp_path_factory.mktemp("submission"),
                  extra_main={"qmqpd_authorized_clients": "127.0.0.1, [::1]/128",
-                             "qmqpd_error_delay": "0s"},
+                             "qmqpd_error_delay": "0s",
+                             "header_checks": "regexp:$config_directory/header_checks"},
                  extra_master=[f"127.0.0.1:{qmqp} inet n - n - - qmqpd",
                                f"127.0.0.1:{qmqp_closed} inet n - n - - qmqpd "
                                "-o qmqpd_authorized_clients=192.0.2.1"])
     i.remove_master("qmgr ")
+    with open(os.path.join(i.dir, "header_checks"), "w") as f:
+        f.write("/^Subject: reject-me/ REJECT not wanted here\n")
     i.qmqp_port, i.qmqp_closed_port = qmqp, qmqp_closed
     try:
         i.start()
@@ -131,6 +134,26 @@ def test_postdrop_refuses_truncated_input(inst, tmp_path):
     assert cp.returncode == 0, cp.stderr
     r = _queued(inst, r"trunc")
     assert r.recipients[0].address == "x@example.com"
+
+
+def test_sendmail_through_postdrop_command(inst):
+    from postel.commands import sendmail
+    from postel.queue import Envelope, Recipient
+    env = Envelope("viadrop", [Recipient("y@example.com")])
+    sendmail.drop_via_postdrop(inst.dir, env, iter([b"Subject: pd\n\n", b"via postdrop\n"]), 0)
+    r = _queued(inst, r"viadrop")
+    assert r.read_content().endswith(b"\nvia postdrop\n")
+
+
+def test_cleanup_reject_removes_maildrop_file(inst):
+    cp = _sh(inst, '"$SENDMAIL" -f rejected z@example.com',
+             stdin="Subject: reject-me\n\nbody\n")
+    assert cp.returncode == 0, cp.stderr
+    line = inst.wait_log(r"warning: \w+: uid=\d+: message rejected by cleanup: 550 5\.7\.1 "
+                         r".*not wanted here; removed")
+    qid = re.search(r"warning: (\w+): uid=", line).group(1)
+    assert not os.path.exists(os.path.join(inst.queue_dir, "incoming", qid))
+    assert os.listdir(os.path.join(inst.queue_dir, "maildrop")) == []
 
 
 def test_malformed_maildrop_file_goes_to_corrupt(inst):

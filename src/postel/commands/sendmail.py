@@ -357,6 +357,7 @@ def drop_via_postdrop(config_dir: str, env: Envelope, chunks: Iterator[bytes],
                       size_limit: int) -> None:
     """drop_via_postdrop - write the queue-file stream into `postel drop`."""
     with tempfile.TemporaryDirectory(prefix="sendmail.") as tmp:
+        os.mkdir(os.path.join(tmp, MAILDROP), 0o700)
         writer = QueueFileWriter(QueueDir(tmp), MAILDROP)
         try:
             write_queue_stream(writer, env, chunks, size_limit)
