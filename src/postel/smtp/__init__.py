@@ -1,0 +1,1 @@
+"""smtp - the Postel SMTP+LMTP delivery agent (see postel.smtp.service)."""
