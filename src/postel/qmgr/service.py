@@ -1,0 +1,518 @@
+"""qmgr - Postel queue manager
+
+SYNOPSIS
+    qmgr [generic daemon options]
+
+DESCRIPTION
+    The queue manager moves mail from the incoming and deferred queues into
+    the active queue, asks trivial-rewrite(8) where each recipient goes,
+    and hands delivery requests to the delivery agents (private/TRANSPORT),
+    as Postfix's qmgr(8) does.  It is a trigger server on public/qmgr that
+    runs its own scheduling loop: triggers only wake it up.
+
+    Triggers (one byte each, any combination):
+        I  scan the incoming queue      D  scan the deferred queue
+        A  ignore deferred time stamps on the next scan
+        F  forget dead destinations     W  wake up
+    The incoming queue is also scanned about once a second, the deferred
+    queue every $queue_run_delay.
+
+    A deferred queue file's modification time is its next delivery time.
+    Files are moved to active/ while there are fewer than
+    $qmgr_message_active_limit messages there.  A message is logged as
+        QID: from=<sender>, size=N, nrcpt=N (queue active)
+    Recipients already marked done are skipped, so a message that was
+    partly delivered when qmgr (or the system) stopped is never delivered
+    twice to the same recipient.  Before each delivery attempt the old
+    defer log is removed.
+
+    When every recipient has an outcome:
+      * nothing deferred: bounce(8) is asked to return a DSN for the
+        entries of the bounce log (and trace(8) for the trace log), then
+        the queue file is removed ("QID: removed");
+      * some deferred, queue lifetime ($maximal_queue_lifetime, or
+        $bounce_queue_lifetime for a null sender) exceeded: bounce(8)
+        turns the defer log into a bounce, then the file is removed;
+      * some deferred: a delay warning is asked for when the message's
+        warning time has passed, then the file goes to deferred/ with the
+        next attempt at now + its age, bounded by $minimal_backoff_time and
+        $maximal_backoff_time.
+    If bounce(8) cannot be reached, the message is deferred and tried
+    again later (nothing is removed before its DSN exists).
+
+    At start-up, files left in active/ by a previous qmgr are moved back
+    to incoming/.  Corrupt queue files go to corrupt/.  hold/ is left
+    alone.  Scheduling (concurrency windows, feedback, dead destinations,
+    rate delays, round robin) is described in postel.qmgr.sched.
+
+CONFIGURATION PARAMETERS
+    qmgr_message_active_limit (20000)     messages in the active queue
+    queue_run_delay (300s)                deferred queue scan interval
+    minimal_backoff_time (300s)           shortest retry interval; dead sites
+    maximal_backoff_time (4000s)          longest retry interval
+    maximal_queue_lifetime (5d)           then deferred mail is bounced
+    bounce_queue_lifetime (5d)            the same for null-sender mail
+    transport_retry_time (60s)            a failing delivery agent is left alone
+    qmgr_ipc_timeout (60s)                (connect timeout to the agents)
+    initial_destination_concurrency (5)   and per transport:
+    TRANSPORT_destination_concurrency_limit ($default_destination_concurrency_limit: 20)
+    TRANSPORT_destination_recipient_limit ($default_destination_recipient_limit: 50)
+    TRANSPORT_initial_destination_concurrency ($initial_destination_concurrency)
+    TRANSPORT_destination_concurrency_positive_feedback (1)
+    TRANSPORT_destination_concurrency_negative_feedback (1)
+    TRANSPORT_destination_concurrency_failed_cohort_limit (1)
+    TRANSPORT_destination_rate_delay (0s)
+    the master.cf process limit of the transport's service bounds its
+    requests in flight.
+
+SEE ALSO
+    postel.qmgr.sched, postel.deliver, bounce(8), docs/qmgr.md
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from dataclasses import dataclass, field
+
+from postel import log
+from postel.deliver.request import (
+    DeliverRcpt,
+    DeliverRequest,
+    RequestError,
+    decode_reply,
+    encode_request,
+)
+from postel.deliver.status import DeliveryContext, bounce, defer
+from postel.ipc.client import ServiceClient, ServiceUnavailable
+from postel.ipc.skeleton import ServiceContext, trigger_server_main
+from postel.qmgr.sched import Job, Msg, Scheduler, TransportParams
+from postel.queue import QueueDir, QueueFileCorrupt, QueueFileReader
+
+INCOMING_POLL = 1.0          # seconds between incoming scans without triggers
+
+
+@dataclass(slots=True)
+class MsgData:
+    """What qmgr keeps about an active message."""
+
+    qid: str
+    sender: str
+    arrival: float
+    active_time: float
+    size: int
+    attrs: dict
+    dsn_envid: str = ""
+    dsn_ret: int = 0
+    warn_time: int = 0
+    rcpts: list[DeliverRcpt] = field(default_factory=list)
+
+
+def _param(cfg, name: str, kind: str, default):
+    """_param - a typed parameter, default when unknown or bad."""
+    try:
+        if kind == "int":
+            return cfg.get_int(name)
+        if kind == "time":
+            return cfg.get_time(name)
+        return cfg.get(name)
+    except Exception:
+        return default
+
+
+def transport_params(cfg, name: str, process_limit: int) -> TransportParams:
+    """transport_params - the scheduling parameters of transport name."""
+    return TransportParams(
+        name=name,
+        dest_concurrency_limit=_param(cfg, f"{name}_destination_concurrency_limit", "int",
+                                      _param(cfg, "default_destination_concurrency_limit",
+                                             "int", 20)),
+        initial_concurrency=_param(cfg, f"{name}_initial_destination_concurrency", "int",
+                                   _param(cfg, "initial_destination_concurrency", "int", 5)),
+        recipient_limit=_param(cfg, f"{name}_destination_recipient_limit", "int",
+                               _param(cfg, "default_destination_recipient_limit", "int", 50)),
+        positive_feedback=_param(cfg, f"{name}_destination_concurrency_positive_feedback",
+                                 "str", "1"),
+        negative_feedback=_param(cfg, f"{name}_destination_concurrency_negative_feedback",
+                                 "str", "1"),
+        failed_cohort_limit=_param(cfg, f"{name}_destination_concurrency_failed_cohort_limit",
+                                   "int", 1),
+        rate_delay=_param(cfg, f"{name}_destination_rate_delay", "time", 0.0),
+        process_limit=process_limit,
+        min_backoff=_param(cfg, "minimal_backoff_time", "time", 300.0),
+        retry_time=_param(cfg, "transport_retry_time", "time", 60.0),
+    )
+
+
+def backoff_time(now: float, arrival: float, min_backoff: float, max_backoff: float) -> float:
+    """backoff_time - the next attempt of a deferred message: now + age, bounded."""
+    age = max(0.0, now - arrival)
+    return now + min(max(age, min_backoff), max_backoff)
+
+
+class Qmgr:
+    """The queue manager's I/O shell around the Scheduler."""
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+        cfg = self.cfg = ctx.cfg
+        self.qd = QueueDir(cfg.get("queue_directory"), cfg.get("hash_queue_names"),
+                           int(cfg.get("hash_queue_depth") or 1))
+        self.active_limit = _param(cfg, "qmgr_message_active_limit", "int", 20000)
+        self.run_delay = _param(cfg, "queue_run_delay", "time", 300.0)
+        self.min_backoff = _param(cfg, "minimal_backoff_time", "time", 300.0)
+        self.max_backoff = _param(cfg, "maximal_backoff_time", "time", 4000.0)
+        self.max_life = _param(cfg, "maximal_queue_lifetime", "time", 5 * 86400.0)
+        self.bounce_life = _param(cfg, "bounce_queue_lifetime", "time", 5 * 86400.0)
+        self.connect_timeout = _param(cfg, "qmgr_ipc_timeout", "time", 60.0)
+        self.proc_limits = self._process_limits()
+        self.sched = Scheduler(lambda n: transport_params(cfg, n, self.proc_limits.get(
+            n, _param(cfg, "default_process_limit", "int", 100))))
+        self.active: dict[str, Msg] = {}
+        self.agents: dict[str, ServiceClient] = {}
+        self.rewrite = None
+        self.wake = asyncio.Event()
+        self.scan_incoming = True
+        self.scan_deferred = True
+        self.scan_all = False
+        self.tasks: set[asyncio.Task] = set()
+        self.delivered_requests = 0
+
+    def _process_limits(self) -> dict[str, int]:
+        """_process_limits - master.cf process limit per service name."""
+        try:
+            return {e.service: (e.maxproc or 100) for e in self.cfg.master_entries()}
+        except Exception:
+            return {}
+
+    # -- triggers
+
+    def trigger(self, data: bytes) -> None:
+        """trigger - note what a trigger asks for and wake the loop."""
+        if b"I" in data or b"W" in data:
+            self.scan_incoming = True
+        if b"D" in data or b"W" in data:
+            self.scan_deferred = True
+        if b"A" in data:
+            self.scan_all = True
+            self.scan_deferred = True
+        if b"F" in data:
+            self.sched.flush_dead()
+        self.wake.set()
+
+    # -- start-up
+
+    def recover(self) -> None:
+        """recover - move files left in active/ back to incoming/ (as Postfix does)."""
+        for qid in list(self.qd.scan("active")):
+            with contextlib.suppress(OSError):
+                self.qd.move(qid, "active", "incoming")
+
+    # -- queue scans
+
+    async def scan(self, queue: str, now: float) -> None:
+        """scan - move eligible files of queue to active/ and schedule them."""
+        scan_all = self.scan_all and queue == "deferred"
+        for qid in list(self.qd.scan(queue)):
+            if len(self.active) >= self.active_limit:
+                return
+            if qid in self.active:
+                continue
+            if queue == "deferred" and not scan_all:
+                try:
+                    if os.stat(self.qd.path(queue, qid)).st_mtime > now:
+                        continue
+                except OSError:
+                    continue
+            try:
+                self.qd.move(qid, queue, "active")
+            except OSError:
+                continue            # gone (postsuper) or moved meanwhile
+            await self.activate(qid, now)
+        if scan_all:
+            self.scan_all = False
+
+    def _read(self, qid: str) -> QueueFileReader | None:
+        """_read - open an active queue file; quarantine a corrupt one."""
+        try:
+            return QueueFileReader(self.qd.path("active", qid))
+        except QueueFileCorrupt as exc:
+            self.qd.quarantine(qid, "active", str(exc))
+        except OSError as exc:
+            log.warning("%s: cannot open queue file: %s", qid, exc)
+        return None
+
+    async def activate(self, qid: str, now: float) -> None:
+        """activate - read a message now in active/ and give it to the scheduler."""
+        qf = self._read(qid)
+        if qf is None:
+            return
+        try:
+            env = qf.envelope
+            data = MsgData(qid, env.sender, env.time or now, now, qf.message_size,
+                           dict(env.attrs), env.dsn_envid, env.dsn_ret, env.warn_time,
+                           [DeliverRcpt(r.address, r.orig_rcpt, r.offset, r.dsn_orcpt,
+                                        r.dsn_notify)
+                            for r in qf.recipients if not r.done])
+            log.info("%s: from=<%s>, size=%d, nrcpt=%d (queue active)", qid, env.sender,
+                     qf.message_size, len(qf.recipients))
+            with contextlib.suppress(OSError):
+                os.unlink(self.qd.path("defer", qid))      # a fresh attempt
+            msg = Msg(qid, data=data)
+            self.active[qid] = msg
+            routes, outcomes = [], []
+            for rcpt in data.rcpts:
+                route = await self.route(env, rcpt, data, qf)
+                if isinstance(route, str):
+                    outcomes.append(route)
+                else:
+                    routes.append(route)
+            self.sched.add(msg, routes, now, outcomes=outcomes)
+        finally:
+            qf.close()
+
+    async def route(self, env, rcpt: DeliverRcpt, data: MsgData, qf) -> tuple | str:
+        """route - (transport, nexthop, rcpt), or "deferred"/"bounced" when handled here."""
+        filt = env.content_filter
+        try:
+            r = await self._resolve(rcpt.address, env.sender)
+        except (ServiceUnavailable, OSError, RequestError) as exc:
+            return self._immediate(data, rcpt, "defer", "4.3.0",
+                                   f"address resolver failure: {exc}", qf)
+        from postel.trivial_rewrite.resolve import FLAG_ERROR, FLAG_FAIL
+        if r.flags & FLAG_FAIL:
+            return self._immediate(data, rcpt, "defer", "4.3.0", "address resolver failure", qf)
+        if r.flags & FLAG_ERROR and not filt:
+            return self._immediate(data, rcpt, "bounce", "5.1.3", "bad address syntax", qf)
+        transport, nexthop = r.transport, r.nexthop
+        if filt:
+            ft, _, fn = filt.partition(":")
+            transport, nexthop = ft or transport, fn or nexthop
+        return transport, nexthop, rcpt
+
+    async def _resolve(self, addr: str, sender: str):
+        """_resolve - trivial-rewrite's answer (cached by RewriteClient)."""
+        if self.rewrite is None:
+            from postel.trivial_rewrite.client import RewriteClient
+            self.rewrite = RewriteClient(self.qd.queue_directory, cache_size=10000,
+                                         cache_ttl=60.0)
+        return await self.rewrite.resolve(addr, sender)
+
+    def _request(self, data: MsgData, transport: str, nexthop: str, rcpts: list) -> DeliverRequest:
+        """_request - the delivery request for some recipients of a message."""
+        a = data.attrs
+        # trace_flags: comma-separated request flag names ("trace", "verify")
+        # recorded by the submission path for sendmail -v / -bv.
+        flags = {f.strip() for f in a.get("trace_flags", "").split(",")
+                 if f.strip() in ("trace", "verify")}
+        return DeliverRequest(
+            "active", data.qid, nexthop, data.sender, list(rcpts), transport=transport,
+            encoding=a.get("encoding", ""), smtputf8=a.get("smtputf8", "") in ("1", "yes"),
+            dsn_envid=data.dsn_envid, dsn_ret=data.dsn_ret, arrival_time=data.arrival,
+            active_time=data.active_time, client_name=a.get("client_name", ""),
+            client_address=a.get("client_address", ""),
+            client_protocol=a.get("protocol", a.get("client_protocol", "")),
+            client_helo=a.get("helo_name", a.get("client_helo", "")),
+            sasl_username=a.get("sasl_username", ""),
+            rewrite_context=a.get("rewrite_context", "remote"), flags=frozenset(flags))
+
+    def _immediate(self, data: MsgData, rcpt: DeliverRcpt, what: str, dsn: str, text: str,
+                   qf) -> str:
+        """_immediate - qmgr bounces or defers one recipient itself; returns the outcome."""
+        req = self._request(data, "", "", [rcpt])
+        dctx = DeliveryContext(req, self.qd, qf, self.cfg)
+        (bounce if what == "bounce" else defer)(dctx, rcpt, "none", dsn, text)
+        return dctx.status[0] or "deferred"
+
+    # -- delivery
+
+    def agent(self, transport: str) -> ServiceClient:
+        """agent - the connection pool to one transport's delivery agent."""
+        client = self.agents.get(transport)
+        if client is None:
+            limit = max(1, self.sched.transport(transport).params.process_limit)
+            client = ServiceClient(self.qd.queue_directory, f"private/{transport}",
+                                   timeout=_param(self.cfg, "qmgr_daemon_timeout", "time",
+                                                  1000.0) * 4,
+                                   connect_timeout=self.connect_timeout, retry_for=2.0,
+                                   pool_size=limit, max_idle=60.0)
+            self.agents[transport] = client
+        return client
+
+    async def deliver(self, job: Job) -> None:
+        """deliver - send one request and feed the reply back to the scheduler."""
+        data: MsgData = job.msg.data
+        req = self._request(data, job.transport.name, job.nexthop, job.rcpts)
+        try:
+            reply = await self.agent(job.transport.name).request(encode_request(req))
+            result = decode_reply(reply, len(job.rcpts))
+        except (ServiceUnavailable, RequestError, OSError) as exc:
+            log.warning("%s: %s delivery agent: %s", data.qid, job.transport.name, exc)
+            self.sched.done(job, None, reason=f"unknown mail transport error: {exc}"[:200],
+                            now=time.time())
+        except Exception as exc:   # an attribute error etc.: never lose the job
+            log.warning("%s: %s delivery agent: %s: %s", data.qid, job.transport.name,
+                        type(exc).__name__, exc)
+            self.sched.done(job, None, reason="unknown mail transport error", now=time.time())
+        else:
+            self.delivered_requests += 1
+            self.sched.done(job, result.rcpt_status, result.site_dead,
+                            reply.get("reason") or "", time.time())
+        self.wake.set()
+
+    def write_defers(self) -> None:
+        """write_defers - log and record recipients the scheduler deferred itself."""
+        for d in self.sched.take_defers():
+            data: MsgData = d.msg.data
+            req = self._request(data, d.transport, d.nexthop, d.rcpts)
+            dctx = DeliveryContext(req, self.qd, None, self.cfg)
+            for rcpt in d.rcpts:
+                defer(dctx, rcpt, "none", d.dsn, d.reason)
+
+    # -- finished messages
+
+    async def finish(self, msg: Msg, now: float) -> None:
+        """finish - remove, bounce or defer a message whose recipients all have an outcome."""
+        data: MsgData = msg.data
+        qid = msg.qid
+        self.active.pop(qid, None)
+        if msg.deferred:
+            life = self.bounce_life if data.sender == "" else self.max_life
+            if now - data.arrival > life:
+                if await self._bounce_call("bounce_expire", data) and \
+                        await self._bounce_call("bounce_flush", data):
+                    self._remove(qid)
+                    return
+            elif data.warn_time and now >= data.warn_time:
+                if await self._bounce_call("bounce_warn", data):
+                    self._clear_warn(qid)
+            self._to_deferred(data, now)
+            return
+        if os.path.exists(self.qd.path("bounce", qid)) and \
+                not await self._bounce_call("bounce_flush", data):
+            self._to_deferred(data, now)
+            return
+        if os.path.exists(self.qd.path("trace", qid)):
+            await self._bounce_call("trace_flush", data)
+        self._remove(qid)
+
+    def _remove(self, qid: str) -> None:
+        """_remove - delete the queue file and its defer log; log "removed"."""
+        with contextlib.suppress(OSError):
+            os.unlink(self.qd.path("defer", qid))
+        if self.qd.remove("active", qid):
+            log.info("%s: removed", qid)
+
+    def _clear_warn(self, qid: str) -> None:
+        """_clear_warn - no second delay warning."""
+        try:
+            with QueueFileReader(self.qd.path("active", qid)) as qf:
+                if qf.warn_offset >= 0:
+                    qf.set_warn_time(0)
+        except (OSError, QueueFileCorrupt, ValueError) as exc:
+            log.warning("%s: cannot clear delay warning time: %s", qid, exc)
+
+    def _to_deferred(self, data: MsgData, now: float) -> None:
+        """_to_deferred - move to deferred/ with the next attempt as mtime."""
+        when = backoff_time(now, data.arrival, self.min_backoff, self.max_backoff)
+        try:
+            path = self.qd.move(data.qid, "active", "deferred")
+            os.utime(path, (now, when))
+        except OSError as exc:
+            log.warning("%s: cannot move to deferred queue: %s", data.qid, exc)
+
+    async def _bounce_call(self, name: str, data: MsgData) -> bool:
+        """_bounce_call - one request to bounce(8) through postel.ipc.bounce_client."""
+        try:
+            from postel.ipc import bounce_client
+            func = getattr(bounce_client, name)
+        except (ImportError, AttributeError):
+            log.warning("%s: bounce service client unavailable (%s): %s log kept",
+                        data.qid, name, "defer" if name == "bounce_expire" else "bounce")
+            return name in ("bounce_flush", "trace_flush", "bounce_warn")
+        try:
+            status = await func(self.qd.queue_directory, data.qid, "active", data.sender,
+                                data.dsn_envid, data.dsn_ret)
+        except Exception as exc:
+            log.warning("%s: %s: %s", data.qid, name, exc)
+            return False
+        return status in (0, None, True)
+
+    # -- main loop
+
+    async def run(self) -> None:
+        """run - the scheduling loop: scan, send, collect, finish, sleep."""
+        stopping = self.ctx.stopping
+        self.recover()
+        next_incoming = next_deferred = 0.0
+        while stopping is None or not stopping.is_set():
+            self.wake.clear()
+            now = time.time()
+            if self.scan_incoming or now >= next_incoming:
+                self.scan_incoming = False
+                await self.scan("incoming", now)
+                next_incoming = now + INCOMING_POLL
+            if self.scan_deferred or now >= next_deferred:
+                self.scan_deferred = False
+                await self.scan("deferred", now)
+                next_deferred = now + self.run_delay
+            self.sched.expire_dead(now)
+            for job in self.sched.jobs(now):
+                task = asyncio.get_running_loop().create_task(self.deliver(job))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+            self.write_defers()
+            for msg in self.sched.take_finished():
+                await self.finish(msg, time.time())
+            if self.sched.backlog():
+                continue
+            wait = min(next_incoming, next_deferred) - time.time()
+            ev = self.sched.next_event(time.time())
+            if ev is not None:
+                wait = min(wait, ev - time.time())
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), wait)
+
+
+def _start(ctx: ServiceContext) -> Qmgr:
+    """_start - the Qmgr of this process, its loop started on first call."""
+    q = ctx.state.get("qmgr")
+    if q is None:
+        q = ctx.state["qmgr"] = Qmgr(ctx)
+        task = asyncio.get_running_loop().create_task(q.run())
+        ctx.state["qmgr_task"] = task
+
+        def _died(t: asyncio.Task) -> None:
+            if not t.cancelled() and t.exception() is not None:
+                log.error("qmgr loop failed: %s: %s", type(t.exception()).__name__,
+                          t.exception())
+                if ctx.stopping is not None:
+                    ctx.stopping.set()
+
+        task.add_done_callback(_died)
+    return q
+
+
+async def on_trigger(data: bytes, ctx: ServiceContext) -> None:
+    """on_trigger - wake the scheduling loop."""
+    _start(ctx).trigger(data)
+
+
+async def on_wakeup(ctx: ServiceContext) -> None:
+    """on_wakeup - make sure the loop runs (the first call starts it)."""
+    _start(ctx)
+
+
+def post_init(ctx: ServiceContext) -> None:
+    """post_init - qmgr runs for good: no max_use."""
+    with contextlib.suppress(Exception):
+        ctx.cfg = ctx.cfg.derive({"max_use": "0"})
+
+
+def main(argv: list[str]) -> int:
+    """main - run the queue manager."""
+    return trigger_server_main("qmgr", argv, on_trigger, post_init=post_init,
+                               wakeup_hook=on_wakeup, wakeup_interval=0.2, idle_exit=False)
