@@ -41,3 +41,27 @@ def test_smtp_to_anyone_at_localhost_lands_in_maildir(tmp_path):
     assert lines[3].startswith(b"Received: from ")
     assert b"Subject: e2e local" in head
     assert body == b"From the body\nbye\n"
+
+
+def test_alias_forward_and_owner_through_cleanup(tmp_path):
+    aliases = tmp_path / "inst-aliases"
+    aliases.write_text("team: anyone, other\nowner-team: anyone\nloop1: loop2\nloop2: loop1\n")
+    with Instance(tmp_path / "i", extra_main={"alias_maps": f"lmdb:{aliases}"}) as inst:
+        assert inst.postel("alias", f"lmdb:{aliases}").returncode == 0
+        inst.start()
+        with smtplib.SMTP("127.0.0.1", inst.smtp_port, timeout=20) as s:
+            s.sendmail("s@example.com", ["team@localhost"], BODY)
+        for user in ("anyone", "other"):
+            new = os.path.join(inst.dir, "mail", user, "new")
+            (name,) = _wait_files(new, 1)
+            data = open(os.path.join(new, name), "rb").read()
+            head = data.partition(b"\n\n")[0].split(b"\n")
+            assert head[0] == b"Return-Path: <owner-team@localhost>"
+            # bare names in an alias are qualified with $myorigin by cleanup, as in Postfix
+            assert head[2].startswith(f"Delivered-To: {user}@".encode())
+            assert b"Delivered-To: team@localhost" in head
+        inst.wait_log(r"to=<team@localhost>, relay=local, .*status=sent \(forwarded as \w+\)")
+        with smtplib.SMTP("127.0.0.1", inst.smtp_port, timeout=20) as s:
+            s.sendmail("s@example.com", ["loop1@localhost"], BODY)
+        # loop1 -> loop2@$myorigin -> loop1@$myorigin -> loop2@$myorigin: seen in Delivered-To
+        inst.wait_log(r"dsn=5\.4\.6, status=bounced \(mail forwarding loop for loop\d@", timeout=30)
