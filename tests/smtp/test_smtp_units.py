@@ -98,3 +98,26 @@ def test_downgrade_round_trips_body(body):
     else:
         assert parsed["Content-Transfer-Encoding"] == "quoted-printable"
         assert quopri.decodestring(parsed.get_payload().encode()) == body
+
+
+def test_service_main_picks_protocol_from_argv0(monkeypatch):
+    import postel.smtp.service as service
+
+    seen = []
+    monkeypatch.setattr(service, "delivery_agent_main",
+                        lambda name, argv, deliver, **kw: seen.append(name) or 0)
+    assert service.main(["lmtp", "-c", "/nonexistent"]) == 0
+    assert service.main(["/usr/lib/postel/smtp"]) == 0
+    assert service.main(["relay"]) == 0
+    assert seen == ["lmtp", "smtp", "smtp"]
+
+
+def test_lmtp_settings_use_lmtp_parameters(tmp_path):
+    from smtp_harness import Env
+
+    env = Env(tmp_path, {"lmtp_lhlo_name": "lhlo.example", "lmtp_connect_timeout": "7s",
+                         "smtp_helo_name": "helo.example"})
+    lmtp = env.client(lmtp=True).settings
+    smtp = env.client().settings
+    assert (lmtp.helo_name, lmtp.timeouts.connect, lmtp.default_port) == ("lhlo.example", 7, 24)
+    assert (smtp.helo_name, smtp.default_port) == ("helo.example", 25)
