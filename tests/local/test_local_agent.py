@@ -193,3 +193,41 @@ _real_getpwnam = pwd.getpwnam
 def _with_home(pw, home):
     return pwd.struct_passwd((pw.pw_name, pw.pw_passwd, pw.pw_uid, pw.pw_gid, pw.pw_gecos, home,
                               pw.pw_shell))
+
+
+class _FakeCleanup:
+    """Records forwarded messages instead of talking to cleanup(8)."""
+
+    def __init__(self):
+        self.calls = []
+
+    async def submit(self, sender, recipients, content, attrs=None, flags=""):
+        from postel.ipc.cleanup_client import CleanupResult
+        self.calls.append((sender, list(recipients), b"".join(content)))
+        return CleanupResult(status=0, dsn="2.0.0", reason="", queue_id="FWDQID")
+
+
+@pytest.mark.skipif(not ROOT, reason="root decides unknown users")
+def test_luser_relay_forwards_unknown_user(tmp_path, monkeypatch):
+    import postel.local.service as svc
+    fake = _FakeCleanup()
+    monkeypatch.setattr(svc, "_cleanup_client", lambda st: fake)
+    h = Harness(tmp_path, {"mail_owner": "nobody", "luser_relay": "catch+$local@example.net"})
+    res = h.deliver(deliver, "s@example.com", ["Ghost-xyz@localhost"], MSG)
+    assert res.status("Ghost-xyz@localhost") == "sent", res.log
+    assert "status=sent (forwarded as FWDQID)" in res.log
+    ((sender, rcpts, content),) = fake.calls
+    assert sender == "s@example.com"
+    assert rcpts[0][0] == "catch+ghost-xyz@example.net"
+    assert content == b"Delivered-To: ghost-xyz@localhost\r\n" + MSG.replace(b"\n", b"\r\n")
+
+
+def test_mailbox_command(tmp_path):
+    out = tmp_path / "mbcmd"
+    h = Harness(tmp_path, {"mail_owner": pwd.getpwuid(os.geteuid()).pw_name,
+                           "mailbox_command": f"cat > {out}; echo $USER >> {out}"})
+    res = h.deliver(deliver, "s@example.com", ["someone@localhost"], MSG)
+    assert res.status("someone@localhost") == "sent", res.log
+    data = out.read_bytes()
+    assert data.split(b"\n", 1)[1] == (b"Return-Path: <s@example.com>\nX-Original-To: someone@localhost\n"
+                                       b"Delivered-To: someone@localhost\n" + MSG + b"someone\n")

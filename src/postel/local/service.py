@@ -610,11 +610,9 @@ async def deliver_mailbox(st: State, user: User, address: str) -> Outcome:
         return Outcome("sent", "2.0.0", "delivered to mailbox")
     st.seen.add(key)
     if st.s.mailbox_command:
-        attrs = user_attrs(st, user, address)
-        try:
-            command = expand_attrs(st.s.mailbox_command, attrs)
-        except ExpandError as exc:
-            return Outcome("defer", "4.3.5", f"mail system configuration error: mailbox_command: {exc}")
+        # As postconf(5): mailbox_command gets no $name substitution, so that
+        # shell syntax is easy to write; the command sees $USER, $HOME, ...
+        command = st.s.mailbox_command
         privs = (user.uid, user.gid) if user.uid is not None else None
         return await deliver_command_item(st, command, "mailbox", address, privs,
                                           user.home, user)
