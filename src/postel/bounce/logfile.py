@@ -24,8 +24,8 @@ DESCRIPTION
     showq read them.
 
     read_log() tolerates what a crash can leave behind: a last entry
-    without its empty line is used when it has a recipient, a partial
-    line at the very end is ignored.  Unknown names are kept; lines
+    without its empty line is ignored (each entry is one write(2), so a
+    torn one is incomplete), as postel.deliver.status.read_log does.  Unknown names are kept; lines
     without "=" are skipped.  A missing file raises FileNotFoundError.
 
 DIAGNOSTICS
@@ -74,17 +74,11 @@ def append_entry(path: str, entry: dict[str, object]) -> None:
 
 
 def parse_log(data: bytes) -> list[dict[str, str]]:
-    """parse_log - the entries of a log file's bytes (tolerates a torn tail)."""
+    """parse_log - the complete entries of a log file's bytes (a torn tail is dropped)."""
     text = data.decode("utf-8", "surrogateescape")
-    complete = text.endswith("\n")
-    lines = text.split("\n")
-    if complete:
-        lines.pop()                 # the empty string after the last LF
-    else:
-        lines.pop()                 # a partial line at the end: ignore it
     entries: list[dict[str, str]] = []
     cur: dict[str, str] = {}
-    for line in lines:
+    for line in text.split("\n")[:-1]:      # the piece after the last LF is incomplete
         if not line:
             if cur.get("recipient") is not None:
                 entries.append(cur)
@@ -93,8 +87,6 @@ def parse_log(data: bytes) -> list[dict[str, str]]:
         name, sep, value = line.partition("=")
         if sep:
             cur.setdefault(name, value)
-    if cur.get("recipient") is not None:
-        entries.append(cur)
     return entries
 
 

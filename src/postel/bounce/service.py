@@ -95,7 +95,7 @@ from postel import log
 from postel.bounce import dsn as dsnmod
 from postel.bounce.logfile import LOG_FIELDS, append_entry, read_log
 from postel.bounce.templates import Template, load_templates
-from postel.ipc.attr import AttrError, AttrList, serve_requests
+from postel.ipc.attr import AttrError, AttrList, encode, read_attrs
 from postel.ipc.cleanup_client import CleanupClient, CleanupRefused
 from postel.ipc.client import ServiceUnavailable
 from postel.queue import QueueDir
@@ -105,6 +105,7 @@ from postel.queue.records import DSN_NOTIFY_DELAY, DSN_NOTIFY_FAILURE, DSN_NOTIF
 LOG_QUEUES = ("bounce", "defer", "trace")
 CLEANUP_FLAGS = "map_ok"
 IDLE_TIMEOUT = 300.0
+CLEANUP_RETRY_FOR = 10.0       # how long to wait for cleanup(8) to come back
 
 
 class BadRequest(Exception):
@@ -159,14 +160,15 @@ class BounceService:
     """BounceService - per-process state: configuration, templates, cleanup client."""
 
     def __init__(self, cfg, queue_directory: str, *, cleanup_endpoint: str = "public/cleanup",
-                 service_name: str = "bounce") -> None:
+                 service_name: str = "bounce", cleanup_retry_for: float = CLEANUP_RETRY_FOR) -> None:
         self.cfg = cfg
         self.service_name = service_name if service_name in LOG_QUEUES else "bounce"
         self.qd = QueueDir(queue_directory,
                            _cfg(cfg, "str", "hash_queue_names", "deferred, defer"),
                            _cfg(cfg, "int", "hash_queue_depth", 1))
         self.templates = load_templates(cfg)
-        self.cleanup = CleanupClient(queue_directory, cleanup_endpoint)
+        self.cleanup = CleanupClient(queue_directory, cleanup_endpoint,
+                                     retry_for=cleanup_retry_for)
         self.myhostname = _cfg(cfg, "str", "myhostname", "localhost")
         self.myorigin = _cfg(cfg, "str", "myorigin", "") or self.myhostname
         self.mydomain = _cfg(cfg, "str", "mydomain", "")
@@ -404,18 +406,43 @@ class BounceService:
 
 
 async def serve_client(reader, writer, ctx) -> None:
-    """serve_client - answer requests on one connection (qmgr keeps it open)."""
+    """serve_client - answer requests on one connection until EOF, idle or shutdown."""
     svc: BounceService = ctx.state["bounce"]
-    try:
-        await serve_requests(reader, writer, svc.handle, idle_timeout=IDLE_TIMEOUT)
-    except AttrError as exc:
-        log.warning("%s: malformed request: %s", ctx.service_name, exc)
+    stopping = ctx.stopping
+    while True:
+        read = asyncio.ensure_future(read_attrs(reader, timeout=IDLE_TIMEOUT))
+        waits = {read}
+        stop = None
+        if stopping is not None:
+            stop = asyncio.ensure_future(stopping.wait())
+            waits.add(stop)
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if stop is not None:
+                stop.cancel()
+        if not read.done():             # shutting down between requests
+            read.cancel()
+            with contextlib.suppress(BaseException):
+                await read
+            return
+        try:
+            req = read.result()
+        except (EOFError, TimeoutError, ConnectionError):
+            return
+        except AttrError as exc:
+            log.warning("%s: malformed request: %s", ctx.service_name, exc)
+            return
+        reply = await svc.handle(req)
+        writer.write(encode(reply))
+        await writer.drain()
 
 
 def post_init(ctx) -> None:
     """post_init - the per-process service state."""
     ctx.state["bounce"] = BounceService(ctx.cfg, ctx.queue_directory,
-                                        service_name=ctx.service_name)
+                                        service_name=ctx.service_name,
+                                        cleanup_retry_for=CLEANUP_RETRY_FOR)
 
 
 def main(argv: list[str] | None = None) -> int:

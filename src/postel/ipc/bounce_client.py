@@ -66,16 +66,23 @@ TRACE_FLAG_VERIFY = "verify"
 TRACE_FLAG_RECORD = "trace"
 TRACE_FLAGS_ATTR = "trace_flags"
 TIMEOUT = 600.0
+RETRY_FOR = 10.0           # how long to wait for a restarting bounce service
 
 
 async def _request(queue_directory: str, endpoint: str, attrs: dict) -> int:
     """_request - one request; the reply's status, 4 on any failure."""
-    client = get_client(queue_directory, endpoint)
+    client = get_client(queue_directory, endpoint, retry_for=RETRY_FOR)
     try:
         reply = await client.request(attrs, timeout=TIMEOUT)
         return int(reply.get_int("status", 4) or 0)
     except (ServiceUnavailable, AttrError, OSError, ValueError):
         return 4
+
+
+async def close_clients(queue_directory: str) -> None:
+    """close_clients - close the pooled connections to bounce, defer and trace."""
+    for endpoint in (BOUNCE_ENDPOINT, DEFER_ENDPOINT, TRACE_ENDPOINT):
+        await get_client(queue_directory, endpoint).close()
 
 
 def _message_attrs(request: str, queue_id: str, queue_name: str, sender: str, dsn_envid: str,
