@@ -114,6 +114,15 @@ def classify(returncode: int | None, output: bytes, label: str, timed_out: bool 
                          f"{label}{tail}", returncode, out)
 
 
+def _drop_privileges(uid: int, gid: int):
+    """_drop_privileges - a child-side function that becomes uid/gid for good."""
+    def drop() -> None:
+        os.setgroups([gid])
+        os.setgid(gid)
+        os.setuid(uid)
+    return drop
+
+
 async def run_command(argv: list[str], stdin: Iterable[bytes], *, uid: int | None = None,
                       gid: int | None = None, env: dict[str, str] | None = None,
                       cwd: str | None = None, time_limit: float = 1000.0,
@@ -125,7 +134,9 @@ async def run_command(argv: list[str], stdin: Iterable[bytes], *, uid: int | Non
         if uid == 0:
             return CommandResult("defer", "4.3.0", f"mail system configuration error: "
                                  f"refusing to run command as root: {label}")
-        kwargs.update(user=uid, group=gid, extra_groups=[gid] if gid is not None else [])
+        # preexec_fn rather than Popen's user=/group=: uvloop's subprocess
+        # support does not take those; the agent process has no threads.
+        kwargs["preexec_fn"] = _drop_privileges(uid, gid if gid is not None else uid)
     if cwd and not os.path.isdir(cwd):
         cwd = "/"
     try:
@@ -144,10 +155,10 @@ async def run_command(argv: list[str], stdin: Iterable[bytes], *, uid: int | Non
             for chunk in stdin:
                 proc.stdin.write(chunk)
                 await proc.stdin.drain()
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        except (BrokenPipeError, ConnectionResetError, RuntimeError):
+            pass    # RuntimeError: uvloop's word for a pipe the child closed
         finally:
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError, RuntimeError):
                 proc.stdin.close()
 
     async def drain_output() -> None:
