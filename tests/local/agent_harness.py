@@ -24,6 +24,15 @@ from postel.queue import QueueDir, QueueFileWriter
 from postel.queue.envelope import Envelope, Recipient
 
 
+def _run(coro):
+    """_run - run a coroutine on the loop the daemons use (uvloop when installed)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
 @dataclass
 class Result:
     """What one delivery request produced."""
@@ -97,5 +106,5 @@ class Harness:
         ctx = ServiceContext(cfg=self.cfg, service_name=transport, process_name=transport,
                              config_dir=self.dir, queue_directory=self.cfg.get("queue_directory"),
                              args=list(args or []))
-        dctx = asyncio.run(handle_request(req, deliver, ctx))
+        dctx = _run(handle_request(req, deliver, ctx))
         return Result(dctx, req, self)
