@@ -280,6 +280,9 @@ def build_notice(report: Report, template: Template, cfg, orig: Original) -> byt
     human = human + "".join("\n" + p for p in paras)
     report_text = dsn_fields(report, orig, cfg, _action(report))
     utf8 = orig.smtputf8 and not (human + report_text).isascii()
+    if not utf8 and not report_text.isascii():
+        # RFC 3464 2.1.1: message/delivery-status fields are US-ASCII
+        report_text = report_text.encode("ascii", "replace").decode("ascii")
     charset = template.charset if human.isascii() else "utf-8"
     subject = template.postmaster_subject if report.postmaster and template.postmaster_subject \
         else template.subject
@@ -297,6 +300,7 @@ def build_notice(report: Report, template: Template, cfg, orig: Original) -> byt
         f"\n--{boundary}\n",
         "Content-Description: Notification\n",
         f"Content-Type: text/plain; charset={charset}\n",
+        "" if human.isascii() else "Content-Transfer-Encoding: 8bit\n",
         "\n",
         human,
         f"\n--{boundary}\n",
