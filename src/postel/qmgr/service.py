@@ -381,8 +381,7 @@ class Qmgr:
         if msg.deferred:
             life = self.bounce_life if data.sender == "" else self.max_life
             if now - data.arrival > life:
-                if await self._bounce_call("bounce_expire", data) and \
-                        await self._bounce_call("bounce_flush", data):
+                if await self._bounce_call("bounce_expire", data):
                     self._remove(qid)
                     return
             elif data.warn_time and now >= data.warn_time:
@@ -432,9 +431,13 @@ class Qmgr:
             log.warning("%s: bounce service client unavailable (%s): %s log kept",
                         data.qid, name, "defer" if name == "bounce_expire" else "bounce")
             return name in ("bounce_flush", "trace_flush", "bounce_warn")
+        kwargs = {"encoding": data.attrs.get("encoding", ""),
+                  "smtputf8": data.attrs.get("smtputf8", "") in ("1", "yes")}
+        if name == "trace_flush":
+            kwargs["flags"] = data.attrs.get("trace_flags", "")
         try:
             status = await func(self.qd.queue_directory, data.qid, "active", data.sender,
-                                data.dsn_envid, data.dsn_ret)
+                                data.dsn_envid, data.dsn_ret, **kwargs)
         except Exception as exc:
             log.warning("%s: %s: %s", data.qid, name, exc)
             return False
@@ -507,9 +510,9 @@ async def on_wakeup(ctx: ServiceContext) -> None:
 
 
 def post_init(ctx: ServiceContext) -> None:
-    """post_init - qmgr runs for good: no max_use."""
+    """post_init - qmgr runs for good: max_use does not apply."""
     with contextlib.suppress(Exception):
-        ctx.cfg = ctx.cfg.derive({"max_use": "0"})
+        ctx.cfg = ctx.cfg.derive({"max_use": "1000000000"})
 
 
 def main(argv: list[str]) -> int:
