@@ -173,6 +173,7 @@ def test_defer_and_soft_bounce(env):
     reply = _roundtrip(dctx.reply_attrs())
     assert decode_reply(reply).rcpt_status == ["deferred", "deferred"]
     assert reply.get("status") == "4" and reply.get("site_dead") == "1"
+    assert reply.get("reason") == "connection refused"
     dlog = read_log(qd.path("defer", req.queue_id))
     assert [e["status"] for e in dlog] == ["4.1.1", "4.4.1"]
     assert not any(r.done for r in QueueFileReader(path).recipients)

@@ -39,6 +39,8 @@ DESCRIPTION
                      request order
         site_dead    1: the destination could not be reached at all (the
                      queue manager's negative feedback; see qmgr(8))
+        reason       (optional, with site_dead=1) the last deferral text;
+                     qmgr uses it for "delivery temporarily suspended: ..."
 
     A reply with fewer rcpt_status values than recipients counts the
     missing ones as deferred: the queue file still says they are not done,

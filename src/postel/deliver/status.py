@@ -186,6 +186,7 @@ class DeliveryContext:
         self.conn_start: float | None = None
         self.xfer_start: float | None = None
         self.site_dead = False
+        self.last_defer = ""                # reason of the last defer (site_dead replies)
         self.status: list[str | None] = [None] * len(req.recipients)
         self._index = {id(r): i for i, r in enumerate(req.recipients)}
         self.soft_bounce = _cfg_bool(cfg, "soft_bounce", False)
@@ -222,7 +223,10 @@ class DeliveryContext:
         """reply_attrs - the reply list for qmgr (pending recipients count as deferred)."""
         statuses = [s or RCPT_DEFERRED for s in self.status]
         status = 4 if RCPT_DEFERRED in statuses else 0
-        return encode_reply(status, statuses, self.site_dead)
+        attrs = encode_reply(status, statuses, self.site_dead)
+        if self.site_dead and self.last_defer:
+            attrs.append(("reason", self.last_defer))   # qmgr's dead-site reason
+        return attrs
 
     def _find(self, rcpt: DeliverRcpt) -> int | None:
         """_find - the index of rcpt in the request (by identity, then by offset)."""
@@ -371,6 +375,7 @@ def defer(dctx: DeliveryContext, rcpt: DeliverRcpt, relay: str, dsn: str = "4.0.
     if not _record(dctx, rcpt, RCPT_DEFERRED):
         return _DONE
     _log_line(dctx, rcpt, relay, dsn, "deferred", text)
+    dctx.last_defer = text
     entry = _entry(rcpt, dsn, "delayed", text, diag, mta)
     if not _safe(dctx, "defer log", _append, dctx, "defer", entry):
         pass    # still deferred: the queue file keeps the recipient
