@@ -49,6 +49,7 @@ from postel.cleanup.addr import AddressMaps, AliasExpansionError
 from postel.cleanup.checks import CheckTables
 from postel.cleanup.message import PRIMARY, MessageState, Settings
 from postel.ipc.attr import AttrError, Limits, read_attrs, write_attrs
+from postel.ipc.trigger import QMGR_SCAN_INCOMING, send_trigger_async
 from postel.queue import Committer, Envelope, QueueDir, QueueFileWriter, QueueFull, Recipient
 from postel.queue.qid import new_qid
 from postel.queue.records import DSN_RET_FULL, DSN_RET_HDRS
@@ -59,7 +60,7 @@ KNOWN_FLAGS = DEFAULT_FLAGS | {"extract_recipients", "hold", "none"}
 # Envelope attributes stored as named attributes in the queue file.
 LOG_ATTRS = ("client_name", "client_address", "client_port", "helo_name", "protocol",
              "sasl_username", "sasl_method", "rewrite_context", "encoding", "smtputf8",
-             "reverse_client_name", "server_address", "server_port")
+             "reverse_client_name", "server_address", "server_port", "trace_flags")
 REQUEST_LIMITS = Limits(max_value=256 * 1024, max_count=100000, max_total=64 * 1024 * 1024)
 HEADER_BUFFER_LIMIT = 4 * 1024 * 1024     # primary header records held before the envelope
 
@@ -83,11 +84,13 @@ class CleanupService:
 
     def __init__(self, cfg, queue_directory: str, *, rewrite_client=None) -> None:
         self.cfg = cfg
+        self.queue_directory = queue_directory
         self.qd = QueueDir.from_params({
             "queue_directory": queue_directory,
             "hash_queue_names": _cfg(cfg, "str", "hash_queue_names", "deferred, defer"),
             "hash_queue_depth": str(_cfg(cfg, "int", "hash_queue_depth", 1))})
         self.committer = Committer()
+        self._qmgr_trigger_pending = False
         self.settings = settings_from_config(cfg)
         self.maps = AddressMaps.from_config(cfg)
         self.queue_minfree = _cfg(cfg, "size", "queue_minfree", 0)
@@ -125,6 +128,20 @@ class CleanupService:
                 addr = f"{user}@{host}.{self.mydomain}"
         addr = self.maps.canonical(addr, hclass)
         return self.maps.masquerade(addr, hclass)
+
+    def notify_qmgr(self) -> None:
+        """notify_qmgr - tell qmgr that incoming/ has new mail (one trigger per burst)."""
+        if self._qmgr_trigger_pending:
+            return
+        self._qmgr_trigger_pending = True
+        asyncio.get_running_loop().create_task(self._trigger_qmgr())
+
+    async def _trigger_qmgr(self) -> None:
+        try:
+            await asyncio.sleep(0)
+            await send_trigger_async(self.queue_directory, "public/qmgr", QMGR_SCAN_INCOMING)
+        finally:
+            self._qmgr_trigger_pending = False
 
     def close(self) -> None:
         """close - stop the committer's threads."""
@@ -412,6 +429,8 @@ class Job:
             self._io(exc)
             return self.status
         self.writer = None
+        if w.queue_name == "incoming":
+            self.svc.notify_qmgr()
         return (0, "2.0.0", "")
 
     async def _extracted(self) -> None:

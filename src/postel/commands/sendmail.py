@@ -333,6 +333,8 @@ def build_envelope(req: Request, sender: str, recipients: list[str]) -> Envelope
         flags.append("extract_recipients")
     if req.mode == "bv":
         flags.append("verify")
+    elif req.verbose == 1:
+        flags.append("trace")      # sendmail -v: mail a record of the first delivery attempt
     if flags:
         attrs["flags"] = ",".join(flags)
     if req.body:

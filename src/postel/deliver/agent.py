@@ -50,8 +50,8 @@ import traceback
 from collections.abc import Awaitable, Callable
 
 from postel import log
-from postel.deliver.request import DeliverRequest, RequestError, decode_request
-from postel.deliver.status import DeliveryContext, defer
+from postel.deliver.request import FLAG_VERIFY, DeliverRequest, RequestError, decode_request
+from postel.deliver.status import DeliveryContext, defer, sent
 from postel.ipc.attr import AttrError, AttrList, read_attrs, write_attrs
 from postel.ipc.skeleton import DEFAULT_CONCURRENCY, ServiceContext, multi_server_main
 from postel.queue import QueueDir, QueueFileCorrupt, QueueFileReader
@@ -97,7 +97,10 @@ async def handle_request(req: DeliverRequest, deliver: DeliverFunc, ctx: Service
                 defer(dctx, rcpt, "none", "4.3.0", f"mail system error: {why}")
             return dctx
         try:
-            await deliver(req, dctx, ctx)
+            if FLAG_VERIFY in req.flags and not getattr(deliver, "handles_verify", False):
+                verify_only(req, dctx)
+            else:
+                await deliver(req, dctx, ctx)
         except asyncio.CancelledError:
             for rcpt in dctx.pending():
                 defer(dctx, rcpt, "none", "4.3.0", "delivery agent was stopped")
@@ -115,6 +118,17 @@ async def handle_request(req: DeliverRequest, deliver: DeliverFunc, ctx: Service
         if qf is not None:
             qf.close()
     return dctx
+
+
+def verify_only(req: DeliverRequest, dctx: DeliveryContext) -> None:
+    """verify_only - sendmail -bv for an agent without a probe of its own: report, never deliver.
+
+    An agent that can probe (e.g. an SMTP RCPT check) sets deliver.handles_verify = True
+    and reports each recipient itself.
+    """
+    where = f"{req.transport}:{req.nexthop}" if req.nexthop else req.transport
+    for rcpt in dctx.pending():
+        sent(dctx, rcpt, "none", "2.0.0", f"delivery via {where}")
 
 
 def _idle_timeout(ctx: ServiceContext) -> float | None:

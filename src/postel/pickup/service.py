@@ -18,7 +18,7 @@ DESCRIPTION
         rewrite_context=local, and the content preceded by
         "Received: by $myhostname ($mail_name, from userid N)";
       * only the cleanup flags a user may ask for are passed on
-        (extract_recipients for sendmail -t, verify for sendmail -bv), and
+        (extract_recipients for sendmail -t; verify for -bv and trace for -v, passed on as the trace_flags attribute), and
         only the "encoding" attribute: a local user cannot forge
         client_name, protocol and the like;
       * the maildrop file is removed only after cleanup answered: status 0
@@ -57,7 +57,9 @@ from postel.queue import QueueDir, QueueFileCorrupt, QueueFileReader, quarantine
 MAILDROP = "maildrop"
 CLEANUP_ENDPOINT = "public/cleanup"
 # Cleanup flags a local user may ask for in the maildrop "flags" attribute.
-USER_FLAGS = ("extract_recipients", "verify")
+USER_FLAGS = ("extract_recipients",)
+# Delivery report requests (sendmail -bv, -v): stored as the trace_flags attribute for qmgr.
+TRACE_FLAGS = ("verify", "trace")
 DEFAULT_FLAGS = ("bcc_ok", "map_ok", "milter_ok")
 # Maildrop attributes passed on to cleanup.
 USER_ATTRS = ("encoding",)
@@ -132,6 +134,9 @@ class Pickup:
         for name in USER_ATTRS:
             if env.attrs.get(name):
                 attrs[name] = env.attrs[name]
+        trace = [f for f in TRACE_FLAGS if f in requested]
+        if trace:
+            attrs["trace_flags"] = ",".join(trace)
         try:
             msg = await self.cleanup.open(",".join(flags))
         except CleanupRefused as exc:
