@@ -149,7 +149,7 @@ TableFactory = Callable[[str, LookupFlags], Table]
 
 _REGISTRY: dict[str, TableFactory] = {}
 _CACHE: dict[tuple[str, int], Table] = {}
-_LOCK = threading.Lock()
+_LOCK = threading.RLock()   # re-entrant: unionmap/pipemap open their members inside open_table()
 
 
 def register_type(type_name: str, factory: TableFactory) -> None:
