@@ -90,3 +90,21 @@ def test_parse_args_rejects_unknown_workload(capsys):
     else:
         raise AssertionError("workload 9 accepted")
     assert "unknown workload" in capsys.readouterr().err
+
+
+def test_pyspy_raw_parsing_and_top_frames():
+    from harness.profile import _service, parse_raw, top_frames
+    raw = ('process 10:"python -m postel.master";process 11:"python -m postel.master";'
+           "main (postel/smtpd/service.py:979);Session.loop (postel/smtpd/service.py:471);"
+           "StreamWriter.write (asyncio/streams.py:343) 30\n"
+           'process 10:"python -m postel.master";process 12:"python -m postel.master";'
+           "main (postel/cleanup/service.py:50);sync_file (postel/queue/file.py:447) 10\n"
+           "garbage line\n")
+    samples = parse_raw(raw)
+    assert [(pid, count) for pid, _frames, count in samples] == [(11, 30), (12, 10)]
+    assert _service(samples[0], {}) == "smtpd"
+    assert _service((13, ["x (y.py:1)"], 1), {13: "trivial-rewrite"}) == "trivial-rewrite"
+    own, total, n = top_frames(samples)
+    assert n == 40
+    assert own[0] == ("StreamWriter.write (asyncio/streams.py:343)", 30)
+    assert dict(total)["main (postel/smtpd/service.py:979)"] == 30
