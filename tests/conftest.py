@@ -1,4 +1,4 @@
-"""Root test configuration: the real-peer helpers, importable as `from conftest import require_peer`.
+"""Root test configuration. Real-peer helpers: `from peerlib import require_peer` (works from any test dir).
 
 They live in tests/peerlib.py so that tests/e2e/conftest.py can offer them too.
 """

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from conftest import require_peer
+from peerlib import require_peer
 from postel.config import ConfigError, load_config
 
 HELPERS = "myhostname = mx.example.org\na = 1\nb = two words\ne =\nchain = $a-$b\n"

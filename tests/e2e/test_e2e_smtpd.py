@@ -18,7 +18,7 @@ import time
 import pytest
 from lib import Instance
 
-from conftest import require_peer
+from peerlib import require_peer
 from postel.queue import QueueDir, QueueFileReader
 
 HELD = ["qmgr ", "pickup "]       # master.cf entries removed: mail stays in incoming/

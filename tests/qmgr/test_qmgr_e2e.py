@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 
 from lib import Instance, free_port  # noqa: E402
 
-from conftest import require_peer  # noqa: E402
+from peerlib import require_peer  # noqa: E402
 from postel.ipc.trigger import send_trigger  # noqa: E402
 
 

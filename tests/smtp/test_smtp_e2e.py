@@ -8,7 +8,7 @@ import sys
 
 from smtp_harness import Sink, split_dump
 
-from conftest import require_peer
+from peerlib import require_peer
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
 

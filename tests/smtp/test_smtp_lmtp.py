@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from smtp_harness import Env, free_port, public_tmpdir, wait_port
 
-from conftest import require_peer
+from peerlib import require_peer
 
 MSG = b"From: sender@example.org\nSubject: lmtp\n\nhello\n.dot\n"
 

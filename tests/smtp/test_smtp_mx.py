@@ -8,7 +8,7 @@ import time
 import pytest
 from smtp_harness import Env, Sink, free_port, public_tmpdir, split_dump
 
-from conftest import require_peer
+from peerlib import require_peer
 
 MSG = b"Subject: mx\n\nbody\n"
 

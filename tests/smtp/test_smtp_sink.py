@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from smtp_harness import Env, Sink, free_port, split_dump
 
-from conftest import require_peer
+from peerlib import require_peer
 from postel.deliver.status import read_log
 from postel.queue.envelope import Recipient
 from postel.queue.records import DSN_NOTIFY_FAILURE, DSN_NOTIFY_SUCCESS
