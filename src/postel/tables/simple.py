@@ -67,15 +67,19 @@ class InlineTable(Table):
 
     def __init__(self, name: str, flags: LookupFlags = LookupFlags.FOLD_FIX) -> None:
         super().__init__(name, flags)
-        items = split_braced(name) if name.strip().startswith("{") else None
-        if items is None:
-            raise TableError(f'inline map: syntax error: "{name}": need "{{name=value...}}"')
+        items = split_braced(name, keep_braces=True) if name.strip().startswith("{") else None
+        if not items:
+            raise TableError(f'bad syntax: "inline:{name}"; need "inline:{{name=value...}}"')
         self.data: dict[str, str] = {}
         for item in items:
-            key, sep, value = item.partition("=")
-            if not sep or not key.strip():
-                raise TableError(f'inline map: "{name}": need name=value pair: "{item}"')
-            self.data.setdefault(self.fold(key.strip()), value.strip())
+            braced = item.startswith("{")
+            key, sep, value = (item[1:-1] if braced else item).partition("=")
+            key = key.strip() if braced else key
+            if not sep or not key or any(ch.isspace() for ch in key):
+                raise TableError(f'missing \'=\' after attribute name: "inline:{name}"; '
+                                 'need "inline:{name=value...}"')
+            # The last of duplicate names wins, as with Postfix.
+            self.data[self.fold(key)] = value.strip() if braced else value
 
     def get(self, key: str) -> str | None:
         """get - the value for key."""

@@ -166,7 +166,7 @@ def parse_aliases(lines: Iterable[str], warn) -> Iterator[Entry]:
         yield Entry(name, ", ".join(values), number)
 
 
-def split_braced(text: str) -> list[str] | None:
+def split_braced(text: str, keep_braces: bool = False) -> list[str] | None:
     """split_braced - items of "{ a, { b c }, d }"; None when braces don't balance."""
     text = text.strip()
     if text.startswith("{"):
@@ -190,7 +190,7 @@ def split_braced(text: str) -> list[str] | None:
                 j += 1
             if depth:
                 return None
-            items.append(text[i + 1:j - 1].strip())
+            items.append(text[i:j] if keep_braces else text[i + 1:j - 1].strip())
             i = j
             continue
         j = i
