@@ -426,7 +426,8 @@ class PostelMTA(_MTA):
         cp = subprocess.run([POSTEL, "init", "--port", str(self.smtp_port), self.dir],
                             capture_output=True, text=True, timeout=60)
         if cp.returncode != 0:
-            raise RuntimeError(f"postel init failed: {cp.stderr.strip()}")
+            lines = cp.stderr.strip().splitlines() or ["(no message)"]
+            raise RuntimeError(f"postel init failed: {lines[-1]}")
         self.queue_dir = os.path.join(self.dir, "queue")
         self.log_path = os.path.join(self.dir, "maillog")
         base = {"mydestination": "", "inet_interfaces": "127.0.0.1", "mynetworks": "127.0.0.0/8",
@@ -452,12 +453,29 @@ class PostelMTA(_MTA):
         return subprocess.run([POSTEL, "-c", self.dir, *args], capture_output=True, text=True,
                               timeout=timeout)
 
-    def start(self) -> None:
-        """start - postel start; wait for the SMTP port."""
-        cp = self.postel("start")
-        if cp.returncode != 0:
-            raise RuntimeError(f"postel start failed: {cp.stderr.strip()} (see {self.log_path})")
-        wait_port(self.smtp_port)
+    def start(self, attempts: int = 2) -> None:
+        """start - postel start; wait for the SMTP port (one retry after a stop)."""
+        for attempt in range(attempts):
+            cp = self.postel("start")
+            if cp.returncode != 0 and attempt + 1 == attempts:
+                raise RuntimeError(f"postel start failed: {cp.stderr.strip()} (see {self.log_path})")
+            try:
+                wait_port(self.smtp_port, timeout=15)
+                return
+            except TimeoutError:
+                if attempt + 1 == attempts:
+                    raise TimeoutError(f"postel: SMTP port {self.smtp_port} not accepting; "
+                                       f"log tail: {self._log_tail()}") from None
+                self.stop()
+                time.sleep(1)
+
+    def _log_tail(self, n: int = 3) -> str:
+        """_log_tail - the last n maillog lines, for error messages."""
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as f:
+                return " | ".join(f.read().splitlines()[-n:])
+        except OSError:
+            return "(no maillog)"
 
     def stop(self) -> None:
         """stop - postel stop, then kill whatever is left of the tree."""

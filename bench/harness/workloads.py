@@ -456,7 +456,15 @@ class Bench:
                 continue
             done.add(method)
             self.log(f"bench: workload {key} ({method})")
-            getattr(self, method)()
+            before = len(self.rows)
+            try:
+                getattr(self, method)()
+            except Exception as exc:         # one broken workload must not lose the others
+                self.log(f"bench: workload {key} failed: {type(exc).__name__}: {exc}")
+                del self.rows[before:]
+                self.rows.append(Row(f"{key} ({method})", "failed", "higher",
+                                     note_postfix=f"{type(exc).__name__}", note_postel=str(exc)[:100]))
+                self.reaper.stop_all()
         return self.rows
 
 
