@@ -8,12 +8,22 @@ SYNOPSIS
 DESCRIPTION
     The administrator's controls, as postfix(1) and postfix-script:
 
-    init DIR       create a self-contained, unprivileged instance in DIR:
-                   main.cf, master.cf (Postfix's standard services, SMTP on
+    init DIR       create a self-contained instance in DIR: main.cf,
+                   master.cf (Postfix's standard services, SMTP on
                    127.0.0.1:2525 or the --port/--listen address), the queue
                    directories, DIR/data, DIR/mail/ (local delivery in
                    Maildir form) and the log file DIR/maillog.  Refuses to
                    overwrite an existing main.cf.
+                   Run by an ordinary user, everything belongs to and runs
+                   as that user.  Run by root, the instance is privileged as
+                   Postfix's is: mail_owner = postel, setgid_group =
+                   postdrop (both created with useradd/groupadd --system
+                   when missing), queue and data directories owned by
+                   postel, local(8) runs as postel (unpriv y) and delivers
+                   into DIR/mail/, and the set-group-ID postdrop wrapper
+                   DIR/libexec/postdrop lets local users submit mail.  The
+                   directories above DIR must be searchable by postel:
+                   init adds o+x where they are not, and says so.
     start          create missing queue directories, start master in the
                    background, and wait until it reports that it is ready
                    (exit 0) or that it failed (message, exit 1).
@@ -28,15 +38,24 @@ DESCRIPTION
     check          report missing directories, bad ownership or modes and
                    configuration errors; exit 1 when something is missing or
                    the configuration does not parse.
-    set-permissions  create missing queue directories and set their owner
-                   and mode.
+    set-permissions  create missing queue directories, set the owner and
+                   mode of the queue, data and (self-contained) mail
+                   directories, and, as root, build the set-group-ID
+                   postdrop wrapper $daemon_directory/postdrop with the
+                   system C compiler (see docs/security.md).
 
     Messages go to stderr and the mail log as "postel/postel-script: ...",
     mirroring Postfix's "postfix/postfix-script: ...".
 
+SECURITY
+    See docs/security.md: master runs as root only to bind listeners and
+    fork; every service with unpriv y runs as mail_owner; the queue is
+    readable by mail_owner only; postdrop is the one privileged path into
+    the maildrop queue for local users.
+
 CONFIGURATION PARAMETERS
-    queue_directory, data_directory, mail_owner, setgid_group,
-    syslog_name, maillog_file
+    queue_directory, data_directory, daemon_directory, mail_owner,
+    setgid_group, mail_spool_directory, syslog_name, maillog_file
 """
 
 from __future__ import annotations
@@ -83,6 +102,11 @@ UNPRIV_MODES = {"pid": 0o755, "public": 0o710}
 
 DEFAULT_PORT = 2525
 
+# the accounts a privileged instance runs as (Postfix: postfix, postdrop)
+SYSTEM_USER = "postel"
+SYSTEM_GROUP = "postdrop"
+ACCOUNT_RETRIES = 30       # concurrent useradd calls fail on the passwd lock
+
 
 def _say(text: str) -> None:
     """_say - an informational postel-script line on stderr and in the log."""
@@ -122,6 +146,7 @@ def _main_cf(dirpath: str, user: str, group: str) -> str:
         f"config_directory = {dirpath}",
         "queue_directory = $config_directory/queue",
         "data_directory = $config_directory/data",
+        "daemon_directory = $config_directory/libexec",
         "maillog_file = $config_directory/maillog",
         f"mail_owner = {user}",
         f"setgid_group = {group}",
@@ -160,7 +185,7 @@ showq     unix  n       -       n       -       -       showq
 error     unix  -       -       n       -       -       error
 retry     unix  -       -       n       -       -       error
 discard   unix  -       -       n       -       -       discard
-local     unix  -       n       n       -       -       local
+{local}
 virtual   unix  -       n       n       -       -       virtual
 lmtp      unix  -       -       n       -       -       lmtp
 anvil     unix  -       -       n       -       1       anvil
@@ -168,8 +193,18 @@ scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 """
 
+LOCAL_ROOT = "local     unix  -       n       n       -       -       local"
+# A self-contained instance made by root has no system users to switch to:
+# local runs as mail_owner and delivers into $config_directory/mail/.
+LOCAL_SELF_CONTAINED = (
+    "# local runs as mail_owner (unpriv y): this self-contained instance delivers\n"
+    "# every local name into $config_directory/mail/NAME/ as mail_owner.  For\n"
+    "# delivery to system users' mailboxes, set unpriv to n (local then runs as\n"
+    "# root and switches to each recipient) and see docs/security.md.\n"
+    "local     unix  -       -       n       -       -       local")
 
-def master_cf_text(listen: str) -> str:
+
+def master_cf_text(listen: str, local_unpriv: bool = False) -> str:
     """master_cf_text - Postfix's standard service list with SMTP on listen."""
     head = (
         "# Postel master process configuration file; syntax as Postfix's master(5).\n"
@@ -178,7 +213,9 @@ def master_cf_text(listen: str) -> str:
         "#               (yes)   (yes)   (no)    (never) (100)\n"
         "# ==========================================================================\n"
     )
-    return head + f"{listen:<9} inet  n       -       n       -       -       smtpd\n" + MASTER_CF_SERVICES
+    services = MASTER_CF_SERVICES.format(
+        local=LOCAL_SELF_CONTAINED if local_unpriv else LOCAL_ROOT)
+    return head + f"{listen:<9} inet  n       -       n       -       -       smtpd\n" + services
 
 
 def _parse_init_args(argv: list[str]) -> tuple[str, str] | str:
@@ -210,6 +247,112 @@ def _parse_init_args(argv: list[str]) -> tuple[str, str] | str:
     return target, listen
 
 
+class AccountError(Exception):
+    """A system user or group could not be created; str() says why."""
+
+
+def _run_account_tool(cmd: list[str], exists) -> bool:
+    """_run_account_tool - run useradd/groupadd; True when it created the account."""
+    for attempt in range(ACCOUNT_RETRIES):
+        if exists():
+            return False
+        try:
+            cp = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise AccountError(f"cannot run {cmd[0]}: {exc}") from None
+        if cp.returncode == 0:
+            return True
+        if exists():            # another `postel init` created it meanwhile
+            return False
+        # useradd/groupadd exit 10 when /etc/passwd or /etc/group is locked
+        if cp.returncode != 10 and attempt >= 2:
+            raise AccountError(f"{' '.join(cmd)}: {cp.stderr.strip() or f'exit {cp.returncode}'}")
+        time.sleep(0.05 * (attempt + 1))
+    raise AccountError(f"{' '.join(cmd)}: gave up (account database locked)")
+
+
+def _user_exists(name: str) -> bool:
+    """_user_exists - the passwd database knows name."""
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False
+
+
+def _group_exists(name: str) -> bool:
+    """_group_exists - the group database knows name."""
+    return _gid(name) is not None
+
+
+def ensure_system_accounts(user: str = SYSTEM_USER, group: str = SYSTEM_GROUP) -> list[str]:
+    """ensure_system_accounts - create mail_owner and setgid_group if missing; messages."""
+    said: list[str] = []
+    # Debian conventions for a daemon account: --system ids, own group, no
+    # home directory (/nonexistent), no login shell.
+    if _run_account_tool(["groupadd", "--system", group], lambda: _group_exists(group)):
+        said.append(f"created system group {group} (setgid_group)")
+    if _run_account_tool(["useradd", "--system", "--user-group", "--no-create-home",
+                          "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin",
+                          "--comment", "Postel mail system", user],
+                         lambda: _user_exists(user)):
+        said.append(f"created system user {user} (mail_owner)")
+    return said
+
+
+def _can_search(st: os.stat_result, uid: int, gids: set[int]) -> bool:
+    """_can_search - would uid (in gids) have search permission on this directory?"""
+    if st.st_uid == uid:
+        return bool(st.st_mode & stat.S_IXUSR)
+    if st.st_gid in gids:
+        return bool(st.st_mode & stat.S_IXGRP)
+    return bool(st.st_mode & stat.S_IXOTH)
+
+
+def _user_ids(owner: str) -> tuple[int, set[int]] | None:
+    """_user_ids - uid and all group ids of a user, None when unknown."""
+    try:
+        pw = pwd.getpwnam(owner)
+    except KeyError:
+        return None
+    return pw.pw_uid, set(os.getgrouplist(pw.pw_name, pw.pw_gid))
+
+
+def unsearchable_parents(path: str, owner: str) -> list[str]:
+    """unsearchable_parents - directories on the way to path that owner cannot search."""
+    ids = _user_ids(owner)
+    if ids is None:
+        return []
+    bad: list[str] = []
+    here = os.path.abspath(path)
+    chain = []
+    while True:
+        chain.append(here)
+        parent = os.path.dirname(here)
+        if parent == here:
+            break
+        here = parent
+    for item in reversed(chain):
+        try:
+            st = os.stat(item)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode) and not _can_search(st, *ids):
+            bad.append(item)
+    return bad
+
+
+def _grant_search(path: str, owner: str) -> list[str]:
+    """_grant_search - add o+x where owner could not reach path; messages."""
+    said = []
+    for item in unsearchable_parents(path, owner):
+        mode = stat.S_IMODE(os.stat(item).st_mode)
+        os.chmod(item, mode | stat.S_IXOTH)
+        said.append(f"{item}: added search permission (o+x) so that {owner} can reach "
+                    f"the instance")
+    return said
+
+
 def init_main(argv: list[str], config_dir: str | None) -> int:
     """init_main - create a self-contained instance."""
     parsed = _parse_init_args(argv)
@@ -222,23 +365,41 @@ def init_main(argv: list[str], config_dir: str | None) -> int:
     if os.path.exists(main_cf):
         print(f"postel init: {main_cf} exists; not overwriting", file=sys.stderr)
         return 1
-    user = pwd.getpwuid(os.geteuid()).pw_name
-    group = grp.getgrgid(os.getegid()).gr_name
+    root = os.geteuid() == 0
+    said: list[str] = []
+    if root:
+        user, group = SYSTEM_USER, SYSTEM_GROUP
+        try:
+            said += ensure_system_accounts(user, group)
+        except AccountError as exc:
+            print(f"postel init: {exc}", file=sys.stderr)
+            return 1
+    else:
+        user = pwd.getpwuid(os.geteuid()).pw_name
+        group = grp.getgrgid(os.getegid()).gr_name
     try:
         os.makedirs(dirpath, mode=0o755, exist_ok=True)
+        os.chmod(dirpath, 0o755)
+        if root:
+            said += _grant_search(dirpath, user)
         _write_new(main_cf, _main_cf(dirpath, user, group))
         master_cf = os.path.join(dirpath, "master.cf")
         if not os.path.exists(master_cf):
-            _write_new(master_cf, master_cf_text(listen))
-        for sub in ("data", "mail"):
-            os.makedirs(os.path.join(dirpath, sub), mode=0o700, exist_ok=True)
+            _write_new(master_cf, master_cf_text(listen, local_unpriv=root))
         problems = make_queue_dirs(os.path.join(dirpath, "queue"), user, group, create=True)
+        problems += fix_owned_dirs([os.path.join(dirpath, "data"), os.path.join(dirpath, "mail")],
+                                   user, create=True)
     except OSError as exc:
         print(f"postel init: {exc.filename or dirpath}: {exc.strerror}", file=sys.stderr)
         return 1
+    if root:
+        problems += _build_postdrop(os.path.join(dirpath, "libexec"), dirpath, group)
+    for line in said:
+        print(f"postel init: {line}", file=sys.stderr)
     for p in problems:
         print(f"postel init: warning: {p}", file=sys.stderr)
-    print(f"postel init: created instance in {dirpath} (SMTP on {listen})", file=sys.stderr)
+    who = f" (runs as {user}; local users submit through setgid-{group} postdrop)" if root else ""
+    print(f"postel init: created instance in {dirpath} (SMTP on {listen}){who}", file=sys.stderr)
     print(f"start it with: postel -c {dirpath} start", file=sys.stderr)
     return 0
 
@@ -248,6 +409,19 @@ def _write_new(path: str, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     with os.fdopen(fd, "w") as f:
         f.write(text)
+
+
+def _build_postdrop(libexec: str, config_dir: str, group: str) -> list[str]:
+    """_build_postdrop - the setgid postdrop wrapper in libexec; problems found."""
+    from postel.commands.postdrop import WrapperError, build_setgid_wrapper
+    try:
+        os.makedirs(libexec, mode=0o755, exist_ok=True)
+        build_setgid_wrapper(os.path.join(libexec, "postdrop"), config_dir, group)
+    except WrapperError as exc:
+        return [f"{exc}; local users cannot submit mail (see docs/security.md)"]
+    except OSError as exc:
+        return [f"{exc.filename or libexec}: {exc.strerror}; local users cannot submit mail"]
+    return []
 
 
 # -- queue directories
@@ -312,6 +486,61 @@ def make_queue_dirs(queue_dir: str, owner: str, group: str, create: bool,
             if uid is not None and st.st_uid != uid:
                 problems.append(f"{path}: not owned by {owner if uid else 'root'}")
     return problems
+
+
+def fix_owned_dirs(paths: list[str], owner: str, create: bool, fix: bool = True) -> list[str]:
+    """fix_owned_dirs - mail_owner-only (0700) directories such as data_directory; problems."""
+    problems: list[str] = []
+    ids = _privileged(owner)
+    for path in paths:
+        if not os.path.isdir(path):
+            if not create:
+                problems.append(f"missing directory: {path}")
+                continue
+            os.makedirs(path, mode=0o700, exist_ok=True)
+        if fix:
+            if ids is not None:
+                os.chown(path, ids[0], ids[1])
+            os.chmod(path, 0o700)
+        elif ids is not None and os.stat(path).st_uid != ids[0]:
+            problems.append(f"{path}: not owned by {owner}")
+    return problems
+
+
+def _chown_tree(top: str, uid: int, gid: int) -> None:
+    """_chown_tree - give everything below top to uid (gid -1: keep the group)."""
+    for base, dirs, files in os.walk(top):
+        for item in dirs + files:
+            os.lchown(os.path.join(base, item), uid, gid)
+
+
+def _self_contained_mail(cfg) -> str:
+    """_self_contained_mail - mail_spool_directory when it is inside config_directory."""
+    spool = (cfg.get("mail_spool_directory") or "").rstrip("/")
+    conf = cfg.config_directory.rstrip("/")
+    return spool if spool.startswith(conf + "/") else ""
+
+
+def _owned_dirs(cfg) -> list[str]:
+    """_owned_dirs - data_directory and a self-contained mail directory."""
+    return [d for d in (cfg.get("data_directory"), _self_contained_mail(cfg)) if d]
+
+
+def postdrop_problems(cfg) -> list[str]:
+    """postdrop_problems - what is wrong with the setgid postdrop wrapper of a root instance."""
+    from postel.commands.postdrop import wrapper_path
+    path = wrapper_path(cfg)
+    gid = _gid(cfg.get("setgid_group"))
+    try:
+        st = os.stat(path)
+    except OSError:
+        return [f"missing setgid postdrop: {path} (run postel set-permissions)"]
+    out = []
+    if st.st_uid != 0 or (gid is not None and st.st_gid != gid):
+        out.append(f"{path}: not owned by root:{cfg.get('setgid_group')}")
+    if stat.S_IMODE(st.st_mode) != 0o2755:
+        out.append(f"{path}: mode {stat.S_IMODE(st.st_mode):04o}, expected 2755")
+    return out
 
 
 # -- pid file
@@ -550,9 +779,25 @@ def check_main(argv: list[str], config_dir: str | None) -> int:
             log.warning("%s", problem)
             if problem.startswith("missing"):
                 rc = 1
-    if _privileged(cfg.get("mail_owner")) is None and os.geteuid() == 0 \
-            and cfg.get("mail_owner") != "root":
-        log.warning("unknown mail_owner user: %s", cfg.get("mail_owner"))
+    owner = cfg.get("mail_owner")
+    for problem in fix_owned_dirs(_owned_dirs(cfg), owner, create=False, fix=False):
+        if not problem.startswith("missing"):
+            log.warning("%s", problem)
+    if _privileged(owner) is None and os.geteuid() == 0 and owner != "root":
+        log.warning("unknown mail_owner user: %s", owner)
+    if _privileged(owner) is not None:
+        if _gid(cfg.get("setgid_group")) is None:
+            log.warning("unknown setgid_group group: %s", cfg.get("setgid_group"))
+        for path in unsearchable_parents(cfg.get("queue_directory"), owner):
+            log.warning("%s: not searchable by %s (mail_owner): chmod o+x", path, owner)
+        for problem in postdrop_problems(cfg):
+            log.warning("%s", problem)
+        _warn_python()
+        for fname in ("main.cf", "master.cf"):
+            path = os.path.join(cfg.config_directory, fname)
+            with contextlib.suppress(OSError):
+                if os.stat(path).st_uid != 0:
+                    log.warning("not owned by root: %s", path)
     return rc
 
 
@@ -564,18 +809,38 @@ def set_permissions_main(argv: list[str], config_dir: str | None) -> int:
     _init_log(cfg)
     owner, group = cfg.get("mail_owner"), cfg.get("setgid_group")
     queue_dir = cfg.get("queue_directory")
+    ids = _privileged(owner)
     try:
         make_queue_dirs(queue_dir, owner, group, create=True)
-        ids = _privileged(owner)
+        fix_owned_dirs(_owned_dirs(cfg), owner, create=True)
         if ids is not None:
             for name, (_mode, who, _g) in QUEUE_DIRS.items():
-                if who == "root":
-                    continue
-                for root, dirs, files in os.walk(os.path.join(queue_dir, name)):
-                    for item in dirs + files:
-                        os.lchown(os.path.join(root, item), ids[0], -1)
+                if who != "root":
+                    _chown_tree(os.path.join(queue_dir, name), ids[0], -1)
+            for path in _owned_dirs(cfg):
+                _chown_tree(path, ids[0], ids[1])
     except OSError as exc:
         with contextlib.suppress(log.FatalError):
             log.fatal("%s: %s", exc.filename or queue_dir, exc.strerror)
         return 1
+    if ids is None:
+        return 0
+    for path in unsearchable_parents(queue_dir, owner):
+        log.warning("%s: not searchable by %s (mail_owner): chmod o+x", path, owner)
+    from postel.commands.postdrop import wrapper_path
+    wrapper = wrapper_path(cfg)
+    for problem in _build_postdrop(os.path.dirname(wrapper), cfg.config_directory, group):
+        log.warning("%s", problem)
+        return 1
+    _say(f"set-group-ID {group} postdrop: {wrapper}")
+    _warn_python()
     return 0
+
+
+def _warn_python() -> None:
+    """_warn_python - say so when local users cannot run Postel's Python at all."""
+    from postel.commands.postdrop import python_usable_by_others
+    blocker = python_usable_by_others()
+    if blocker:
+        log.warning("%s is not searchable/executable by other users: local users cannot run "
+                    "sendmail with %s", blocker, sys.executable)
