@@ -258,6 +258,29 @@ class Config:
         """names - every declared or explicitly set parameter, sorted."""
         return sorted(set(PARAMS) | set(self.explicit))
 
+    def validate(self) -> list[ConfigError]:
+        """validate - check every explicitly set parameter against its declared kind.
+
+        Postfix daemons find a bad value only when they read it; postel start
+        and postel check call this so that a typo is reported once, with file,
+        line and parameter, before any daemon starts.
+        """
+        readers = {INT: self.get_int, BOOL: self.get_bool, TIME: self.get_time, SIZE: self.get_size}
+        problems: list[ConfigError] = []
+        for name in sorted(self.explicit):
+            p = lookup_param(name)
+            reader = readers.get(p.kind) if p is not None else None
+            try:
+                if reader is not None:
+                    reader(name)
+                else:
+                    self.get(name)
+            except ConfigError as exc:
+                problems.append(exc)
+            except (ExpandError, KeyError, ValueError) as exc:
+                problems.append(self._bad(name, str(exc)))
+        return problems
+
 
 # Kinds re-exported for callers that inspect Param.kind.
 KIND_INT, KIND_BOOL, KIND_TIME, KIND_SIZE = INT, BOOL, TIME, SIZE
