@@ -269,3 +269,13 @@ def test_unprivileged_init_runs_entirely_as_that_user():
             except ProcessLookupError:
                 pass
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_master_refuses_root_mail_owner(tmp_path):
+    inst = Instance(tmp_path, extra_main={"mail_owner": "root"})
+    try:
+        with pytest.raises(RuntimeError, match="privileged user ID 0"):
+            inst.start()
+        assert not instance_pids(inst.dir)
+    finally:
+        inst.cleanup()

@@ -24,7 +24,9 @@ DESCRIPTION
       3. calls pre_init(ctx) - still with root privileges when started as
          root: open files that need them here;
       4. drops privileges to $mail_owner when running as root and the
-         master.cf unpriv column is y (setgid, initgroups, setuid);
+         master.cf unpriv column is y (setgid, initgroups, setuid); a
+         mail_owner that is unknown or has user ID 0 is fatal, so such a
+         process never serves as root (see docs/security.md);
       5. calls post_init(ctx), then serves on every inherited listener with
          an asyncio loop (uvloop when importable).
 
@@ -245,10 +247,14 @@ def drop_privileges(cfg) -> None:
         log.fatal("unknown mail_owner user: %s", owner)
         return
     if pw.pw_uid == 0:
+        # Postfix, too, refuses a mail_owner with a privileged user ID
+        log.fatal("mail_owner %s has privileged user ID 0", owner)
         return
     os.setgid(pw.pw_gid)
     os.initgroups(pw.pw_name, pw.pw_gid)
     os.setuid(pw.pw_uid)
+    if os.getuid() != pw.pw_uid or os.geteuid() != pw.pw_uid or os.getegid() != pw.pw_gid:
+        log.fatal("cannot switch to mail_owner %s", owner)     # never serve as root
 
 
 def _inherited_listeners() -> list[tuple[str, object]]:

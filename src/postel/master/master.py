@@ -35,6 +35,13 @@ DESCRIPTION
     endpoint (unix, unix-dgram, fifo); with the "?" suffix only once the
     service has been used.  A non-conditional wakeup is also sent at start.
 
+PRIVILEGES
+    Started as root, master stays root (it binds, forks and reaps); each
+    child of an entry with unpriv y switches to $mail_owner in the service
+    skeleton before it serves, after the listeners it inherits were opened.
+    Entries with unpriv n keep root.  master refuses to start as root when
+    $mail_owner is unknown or has user ID 0.  See docs/security.md.
+
 SIGNALS
     SIGHUP   reload: re-read main.cf and master.cf.  Listeners of entries
              whose key (service/type) and addresses did not change stay
@@ -68,12 +75,14 @@ CONFIGURATION PARAMETERS
     service_throttle_time (60s)   pause after a bad command startup
     inet_interfaces, inet_protocols, queue_directory (listeners)
     syslog_name, maillog_file     logging
+    mail_owner                    user of unpriv services when started as root
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import pwd
 import selectors
 import signal
 import socket
@@ -181,6 +190,7 @@ class Master:
         self.cfg = cfg
         log.init("master", syslog_name=syslog_name, maillog_file=maillog,
                  stdout=self.foreground, verbose=self.verbose)
+        _check_mail_owner(cfg)
         if self.foreground:
             os.environ[skeleton.ENV_LOG_STDOUT] = "1"
         os.umask(0o022)
@@ -672,6 +682,21 @@ class Master:
             pass
         _close(self.ready_fd)
         self.ready_fd = -1
+
+
+def _check_mail_owner(cfg) -> None:
+    """_check_mail_owner - started as root, services need an unprivileged $mail_owner."""
+    if os.geteuid() != 0:
+        return
+    owner = cfg.get("mail_owner")
+    try:
+        uid = pwd.getpwnam(owner).pw_uid
+    except KeyError:
+        raise StartupError(f"mail_owner: unknown user {owner!r} "
+                           f"(create it, or run postel init again)") from None
+    if uid == 0:
+        raise StartupError(f"mail_owner: user {owner} has privileged user ID 0; "
+                           f"set mail_owner to an unprivileged user (postel init uses postel)")
 
 
 def _kill(pid: int, sig: int) -> None:
