@@ -123,3 +123,7 @@ def mailq_main() -> int:
 def newaliases_main() -> int:
     """newaliases - the same as postel alias on $alias_database."""
     sys.exit(run("alias", ["-I", *sys.argv[1:]], None))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -35,7 +35,14 @@ DESCRIPTION
         regexp pcre cidr       pattern tables
         unionmap pipemap       tables of tables
         sqlite                 SQLite database (sqlite_table(5))
+        pgsql                  PostgreSQL database (pgsql_table(5))
         socketmap tcp          network lookup servers
+        unix                   passwd.byname, group.byname
+        proxy                  proxy:TYPE:NAME through the proxymap(8) service
+
+    A table type that needs main.cf (proxy: needs $queue_directory) asks
+    table_config(): the Config last given to open_table(..., cfg=...) or
+    set_table_config(), else main.cf from $MAIL_CONFIG (or /etc/postel).
 
     register_type(name, cls) adds a type; cls(name, flags) must build a Table.
 
@@ -71,6 +78,7 @@ class LookupFlags(enum.IntFlag):
     TRY1NULL = 16       # store keys and values with a terminating null (postmap -N)
     TRY0NULL = 32       # store keys and values without a null (postmap -n)
     BULK = 64           # building a new table from scratch
+    OPEN_WRITE = 128    # open for update/delete (proxy: then uses proxywrite)
 
 
 DEFAULT_FLAGS = LookupFlags.FOLD_FIX
@@ -171,10 +179,33 @@ def split_spec(spec: str) -> tuple[str, str]:
     return type_name, name
 
 
+_CONFIG: object | None = None
+
+
+def set_table_config(cfg: object | None) -> None:
+    """set_table_config - the main.cf that table types needing parameters read."""
+    global _CONFIG
+    _CONFIG = cfg
+
+
+def table_config() -> object:
+    """table_config - the Config for table types (set, else loaded from $MAIL_CONFIG)."""
+    global _CONFIG
+    if _CONFIG is None:
+        from postel.config import ConfigError, load_config
+        try:
+            _CONFIG = load_config()
+        except (ConfigError, OSError) as exc:
+            raise TableError(f"cannot read main.cf: {exc}") from None
+    return _CONFIG
+
+
 def open_table(spec: str, flags: LookupFlags = DEFAULT_FLAGS, cfg: object | None = None,
                *, cache: bool = True) -> Table:
     """open_table - open (or reuse) the table named "type:name"."""
     _load_builtin()
+    if cfg is not None:
+        set_table_config(cfg)
     type_name, name = split_spec(spec.strip())
     key = (f"{type_name}:{name}", int(flags))
     with _LOCK:
@@ -208,12 +239,13 @@ def _load_builtin() -> None:
     if _loaded:
         return
     _loaded = True
-    from postel.tables import cidr, indexed, netmap, regexp, simple, sqlite
-    for mod in (indexed, simple, regexp, cidr, sqlite, netmap):
+    from postel.tables import cidr, indexed, netmap, pgsql, proxy, regexp, simple, sqlite, unix
+    for mod in (indexed, simple, regexp, cidr, sqlite, netmap, unix, proxy, pgsql):
         mod.register(register_type)
 
 
 __all__ = [
     "DEFAULT_FLAGS", "LookupFlags", "Table", "TableError", "TableUnavailable",
-    "close_all", "open_table", "register_type", "split_spec", "table_types",
+    "close_all", "open_table", "register_type", "set_table_config", "split_spec",
+    "table_config", "table_types",
 ]

@@ -27,6 +27,12 @@ DESCRIPTION
     Readers open the file read-only without the LMDB lock file, so a
     reader never needs write access next to the table.
 
+    A table opened with LookupFlags.OPEN_WRITE (a cache behind proxywrite:
+    address_verify_map, postscreen_cache_map) is opened in place, created
+    when missing, with LMDB's own lock file (NAME.lmdb-lock); update() and
+    delete() commit one transaction each.  Such a table is meant to have one
+    writer process (proxywrite runs one process) and to be read through it.
+
 CONFIGURATION PARAMETERS
     lmdb_map_size (16777216)   initial database size limit; doubled as needed
 """
@@ -41,7 +47,7 @@ from collections.abc import Iterable, Iterator
 
 import lmdb
 
-from postel.tables import LookupFlags, Table, TableError
+from postel.tables import LookupFlags, Table, TableError, TableUnavailable
 
 SUFFIX = ".lmdb"
 DEFAULT_MAP_SIZE = 16 * 1024 * 1024
@@ -71,12 +77,20 @@ class IndexedTable(Table):
     def __init__(self, name: str, flags: LookupFlags = LookupFlags.FOLD_FIX) -> None:
         super().__init__(name, flags)
         self.path = db_path(name)
+        self.can_update = bool(flags & LookupFlags.OPEN_WRITE)
+        self.null = not flags & LookupFlags.TRY0NULL
+        self.map_size = max(DEFAULT_MAP_SIZE, _size(self.path) * 2)
         try:
-            self.env = lmdb.open(self.path, subdir=False, readonly=True, lock=False,
-                                 max_dbs=0, readahead=False)
+            if self.can_update:
+                self.env = lmdb.open(self.path, subdir=False, lock=True, max_dbs=0,
+                                     map_size=self.map_size, readahead=False)
+            else:
+                self.env = lmdb.open(self.path, subdir=False, readonly=True, lock=False,
+                                     max_dbs=0, readahead=False)
         except lmdb.Error as exc:
             raise TableError(f"open database {self.path}: {_reason(exc)}") from None
-        self.watch(self.path)
+        if not self.can_update:
+            self.watch(self.path)       # our own updates must not look like a rebuild
 
     def get(self, key: str) -> str | None:
         """get - the value of key (tries with and without a terminating null)."""
@@ -92,6 +106,39 @@ class IndexedTable(Table):
         with self.env.begin() as txn:
             for k, v in txn.cursor():
                 yield _decode(k), _decode(v)
+
+    def _write(self, fn):
+        """_write - run fn(txn) in one write transaction, growing the map as needed."""
+        if not self.can_update:
+            raise TableError(f"{self.spec}: table is not open for update")
+        while True:
+            try:
+                with self.env.begin(write=True) as txn:
+                    return fn(txn)
+            except lmdb.MapFullError:
+                self.map_size *= 2
+                self.env.set_mapsize(self.map_size)
+            except lmdb.Error as exc:
+                raise TableUnavailable(f"{self.spec}: update failed: {_reason(exc)}") from None
+
+    def update(self, key: str, value: str) -> None:
+        """update - store key -> value in place (OPEN_WRITE tables)."""
+        k = self.fold(key)
+
+        def fn(txn):
+            txn.delete(_encode(k, not self.null))
+            txn.put(_encode(k, self.null), _encode(value, self.null))
+        self._write(fn)
+
+    def delete(self, key: str) -> bool:
+        """delete - remove key in place (OPEN_WRITE tables); true when present."""
+        k = self.fold(key)
+
+        def fn(txn):
+            a = txn.delete(_encode(k, True))
+            b = txn.delete(_encode(k, False))
+            return a or b
+        return self._write(fn)
 
     def close(self) -> None:
         """close - close the LMDB environment."""

@@ -106,18 +106,16 @@ def expand(template: str, key: str, *, quote, value: str | None = None) -> str:
     return "".join(out)
 
 
-class SqliteTable(Table):
-    """SqliteTable - rows of a SELECT on an SQLite database."""
+class SqlTable(Table):
+    """SqlTable - what sqlite: and pgsql: share: the query, the domain list, the formatting."""
 
-    type_name = "sqlite"
+    type_name = "sql"
 
     def __init__(self, name: str, flags: LookupFlags = LookupFlags.FOLD_FIX) -> None:
         super().__init__(name, flags)
-        params = read_cf(name)
+        self.params = read_cf(name)
         self.watch(name)
-        self.dbpath = params.get("dbpath", "")
-        if not self.dbpath:
-            raise TableError(f"{name}: missing dbpath")
+        params = self.params
         self.query = params.get("query") or self._legacy_query(params)
         self.result_format = params.get("result_format", "%s")
         limit = params.get("expansion_limit", "0")
@@ -125,11 +123,6 @@ class SqliteTable(Table):
             raise TableError(f'{name}: bad expansion_limit: "{limit}"')
         self.expansion_limit = int(limit)
         self.domains = [d for d in params.get("domain", "").replace(",", " ").split() if d]
-        try:
-            self.conn = sqlite3.connect(f"file:{self.dbpath}?mode=ro", uri=True,
-                                        check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise TableError(f"{name}: open {self.dbpath}: {exc}") from None
 
     def _legacy_query(self, params: dict[str, str]) -> str:
         try:
@@ -161,19 +154,30 @@ class SqliteTable(Table):
         if not self._domain_ok(key):
             return None
         try:
-            sql = expand(self.query, key, quote=sql_quote)
+            sql = expand(self.query, key, quote=self.quote)
         except Suppress:
             return None
-        try:
-            rows = self.conn.execute(sql).fetchall()
-        except sqlite3.Error as exc:
-            raise TableUnavailable(f"{self.spec}: query failed: {exc}") from None
+        return self.format_rows(self.run(sql), key)
+
+    def quote(self, text: str) -> str:
+        """quote - text made safe inside '...' for this database."""
+        return sql_quote(text)
+
+    def run(self, sql: str) -> list[tuple]:
+        """run - the rows of one query; TableUnavailable on a database error."""
+        raise NotImplementedError
+
+    def format_rows(self, rows: list[tuple], key: str) -> str | None:
+        """format_rows - every non-empty column of every row, formatted and joined."""
         results: list[str] = []
         for row in rows:
             for col in row:
                 if col is None:
                     continue
-                text = col.decode("utf-8", "replace") if isinstance(col, bytes) else str(col)
+                if isinstance(col, (bytes, memoryview)):
+                    text = bytes(col).decode("utf-8", "replace")
+                else:
+                    text = str(col)
                 if text == "":
                     continue
                 try:
@@ -183,6 +187,30 @@ class SqliteTable(Table):
         if self.expansion_limit and len(results) > self.expansion_limit:
             raise TableUnavailable(f"{self.spec}: expansion limit exceeded for key: '{key}'")
         return ",".join(results) if results else None
+
+
+class SqliteTable(SqlTable):
+    """SqliteTable - rows of a SELECT on an SQLite database."""
+
+    type_name = "sqlite"
+
+    def __init__(self, name: str, flags: LookupFlags = LookupFlags.FOLD_FIX) -> None:
+        super().__init__(name, flags)
+        self.dbpath = self.params.get("dbpath", "")
+        if not self.dbpath:
+            raise TableError(f"{name}: missing dbpath")
+        try:
+            self.conn = sqlite3.connect(f"file:{self.dbpath}?mode=ro", uri=True,
+                                        check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise TableError(f"{name}: open {self.dbpath}: {exc}") from None
+
+    def run(self, sql: str) -> list[tuple]:
+        """run - execute the query on the SQLite database."""
+        try:
+            return self.conn.execute(sql).fetchall()
+        except sqlite3.Error as exc:
+            raise TableUnavailable(f"{self.spec}: query failed: {exc}") from None
 
     def close(self) -> None:
         """close - close the database connection."""
