@@ -70,7 +70,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
-import pwd
 import socket
 import time
 from dataclasses import dataclass, field
@@ -263,27 +262,12 @@ def build_settings(ctx: ServiceContext) -> Settings:
 
 
 def _table(st: Settings, spec: str):
-    """_table - an open table; proxy: is transparent until proxymap exists."""
+    """_table - an open table (proxy: tables are answered by proxymap)."""
     t = st.tables.get(spec)
-    if t is None or getattr(t, "needs_reopen", lambda: False)():
-        name = spec[6:] if spec.startswith("proxy:") else spec
-        t = _PasswdTable() if name == "unix:passwd.byname" else open_table(name)
+    if t is None or t.needs_reopen():
+        t = open_table(spec, cfg=st.cfg)
         st.tables[spec] = t
     return t
-
-
-class _PasswdTable:
-    """The unix:passwd.byname table: the system's password file."""
-
-    def lookup(self, key: str) -> str | None:
-        try:
-            pw = pwd.getpwnam(key)
-        except (KeyError, ValueError):
-            return None
-        return f"{pw.pw_name}:x:{pw.pw_uid}:{pw.pw_gid}:{pw.pw_gecos}:{pw.pw_dir}:{pw.pw_shell}"
-
-    def needs_reopen(self) -> bool:
-        return False
 
 
 _CLASS_NAMES = ((rs.CLASS_LOCAL, CLASS_LOCAL), (rs.CLASS_ALIAS, CLASS_ALIAS),
