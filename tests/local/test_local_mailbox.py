@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from postel.local.mailbox import (
+from postel.deliver.mailbox import (
     MailboxError,
     Message,
     deliver_maildir,
@@ -66,7 +66,7 @@ def test_mbox_size_limit_truncates_back(tmp_path):
 
 
 def test_mbox_stale_dotlock_removed_and_fresh_one_defers(tmp_path, monkeypatch):
-    import postel.local.mailbox as mb
+    import postel.deliver.mailbox as mb
     monkeypatch.setattr(mb, "LOCK_DELAY", 0.0)
     path = str(tmp_path / "user")
     open(path + ".lock", "w").close()

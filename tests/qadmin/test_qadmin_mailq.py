@@ -10,7 +10,7 @@ import pytest
 from qadmin_helpers import BASE_TIME, add_defer_log, add_message, make_config
 
 from postel.commands import postqueue
-from postel.showq.report import (
+from postel.queue.report import (
     MailqFormatter,
     QueueEntry,
     decode_entry,

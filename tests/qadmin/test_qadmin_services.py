@@ -9,9 +9,9 @@ import pytest
 from qadmin_helpers import BASE_TIME, add_defer_log, add_message, make_config
 
 from postel.commands import postqueue
-from postel.flush import client as fc
+from postel.config import load_config
 from postel.flush import service as flush_service
-from postel.flush.logs import SiteList
+from postel.ipc import flush_client as fc
 from postel.ipc.skeleton import run_standalone
 from postel.showq import service as showq_service
 
@@ -128,9 +128,22 @@ def test_refresh_ages(tmp_path):
     assert sorted(s for s, _ in logs.sites()) == []
 
 
-def test_site_list():
-    sl = SiteList(["example.com", ".sub.org", "!no.example.com"], parent_matches=False)
-    assert sl.match("EXAMPLE.com.") and sl.match("a.sub.org")
+def test_site_list(tmp_path):
+    """fast_flush_domains is a domain list: names, .subdomains, !negation, type:table."""
+    cfg_dir, _ = make_config(tmp_path, {
+        "fast_flush_domains": "!no.example.com, example.com, .sub.org, inline:{tab.example=x}",
+        "parent_domain_matches_subdomains": ""})
+    sl = flush_service.site_list(load_config(cfg_dir))
+    assert sl.match("EXAMPLE.com.") and sl.match("a.sub.org") and sl.match("tab.example")
     assert not sl.match("sub.org") and not sl.match("x.example.com")
-    assert SiteList(["!no.example.com", "example.com"]).match("x.example.com")
-    assert not SiteList(["!no.example.com", "example.com"]).match("no.example.com")
+    assert not sl.match("no.example.com") and not sl.match("other.example")
+    cfg_dir, _ = make_config(tmp_path, {"fast_flush_domains": "!no.example.com, example.com"})
+    sl = flush_service.site_list(load_config(cfg_dir))
+    assert sl.match("x.example.com") and not sl.match("no.example.com")
+
+
+def test_site_list_bad_table_fails(tmp_path):
+    """A table that cannot be opened makes site requests fail (temporary), not crash."""
+    cfg_dir, _ = make_config(tmp_path, {"fast_flush_domains": "hash:/nonexistent/x"})
+    sites = flush_service.site_list(load_config(cfg_dir))
+    assert flush_service._site_status(sites, "example.com") == fc.FLUSH_STAT_FAIL

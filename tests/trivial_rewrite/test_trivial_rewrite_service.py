@@ -6,10 +6,10 @@ import os
 import pytest
 
 from postel.ipc.client import ServiceClient
+from postel.ipc.rewrite_client import RewriteClient
 from postel.ipc.skeleton import run_standalone
 from postel.trivial_rewrite import resolve as R
 from postel.trivial_rewrite import service
-from postel.trivial_rewrite.client import RewriteClient
 
 MAIN_CF = """\
 myhostname = mail.example.com

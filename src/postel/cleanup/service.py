@@ -101,7 +101,7 @@ class CleanupService:
         self.append_at = _cfg(cfg, "bool", "append_at_myorigin", True)
         self.append_dot = _cfg(cfg, "bool", "append_dot_mydomain", False)
         if rewrite_client is None:
-            from postel.trivial_rewrite.client import RewriteClient
+            from postel.ipc.rewrite_client import RewriteClient
             rewrite_client = RewriteClient(queue_directory)
         self.rewrite_client = rewrite_client
 

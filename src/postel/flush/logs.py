@@ -1,7 +1,7 @@
 """logs - per-destination fast flush logs
 
 SYNOPSIS
-    from postel.flush.logs import FlushLogs, SiteList
+    from postel.flush.logs import FlushLogs
     logs = FlushLogs(qd, refresh_time=43200, purge_time=604800)
     logs.add("example.com", qid); logs.send_site("example.com") -> number made eligible
     logs.send_file(qid); logs.refresh(); logs.purge()
@@ -23,12 +23,9 @@ DESCRIPTION
     refresh_time seconds, and removes empty logs untouched for purge_time
     seconds.  purge() sends every non-empty log at once.
 
-    SiteList decides which sites may have a log ($fast_flush_domains):
-    "example.com" matches that domain (and its subdomains when
-    fast_flush_domains is listed in parent_domain_matches_subdomains),
-    ".example.com" the subdomains, "/file" reads patterns from a file,
-    "!pattern" excludes.  type:table patterns are not supported here
-    (a warning is logged once); see the report of issue 7.
+    Which sites may have a log ($fast_flush_domains) is decided by the
+    service with postel.mail.domain_list.DomainList (names, .subdomains,
+    /file and type:table patterns, !negation).
 """
 
 from __future__ import annotations
@@ -39,46 +36,6 @@ import time
 
 from postel import log
 from postel.queue import QueueDir, qid_ok
-
-
-class SiteList:
-    """$fast_flush_domains as a matcher."""
-
-    def __init__(self, patterns: list[str], parent_matches: bool = True) -> None:
-        self.parent_matches = parent_matches
-        self.patterns: list[tuple[bool, str]] = []
-        for pat in patterns:
-            self._add(pat, 0)
-
-    def _add(self, pat: str, depth: int) -> None:
-        """_add - one pattern; files are expanded."""
-        negate = pat.startswith("!")
-        body = pat[1:] if negate else pat
-        if body.startswith("/") and depth < 5:
-            try:
-                with open(body, encoding="utf-8", errors="replace") as f:
-                    for line in f:
-                        for word in line.split("#", 1)[0].replace(",", " ").split():
-                            self._add(("!" if negate else "") + word, depth + 1)
-            except OSError as exc:
-                log.warning("fast_flush_domains: %s: %s", body, exc.strerror)
-            return
-        if ":" in body and not body.startswith("["):
-            log.warning("fast_flush_domains: table %s is not supported by flush; ignored", body)
-            return
-        self.patterns.append((negate, body.lower().rstrip(".")))
-
-    def match(self, site: str) -> bool:
-        """match - may this site have a fast flush log?"""
-        name = site.lower().rstrip(".")
-        for negate, pat in self.patterns:
-            if pat.startswith("."):
-                hit = name.endswith(pat)
-            else:
-                hit = name == pat or (self.parent_matches and name.endswith("." + pat))
-            if hit:
-                return not negate
-        return False
 
 
 class FlushLogs:

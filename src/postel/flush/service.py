@@ -9,7 +9,7 @@ DESCRIPTION
     `postel queue -s example.com` can deliver that mail without a scan of
     the whole deferred queue.  It listens on public/flush.
 
-    Requests (attribute lists; see postel.flush.client for the client API):
+    Requests (attribute lists; see postel.ipc.flush_client for the client API):
 
       request=add site=S queue_id=Q   append Q to S's log (delivery agents)
       request=send_site site=S        make S's deferred mail eligible now,
@@ -29,7 +29,8 @@ DESCRIPTION
     Postfix.
 
 CONFIGURATION PARAMETERS
-    fast_flush_domains ($relay_domains)     sites that may have a log
+    fast_flush_domains ($relay_domains)     sites that may have a log: names,
+                                            .subdomains, /file, type:table, !not
     fast_flush_refresh_time (12h)           refresh a log idle this long
     fast_flush_purge_time (7d)              remove an empty log idle this long
     parent_domain_matches_subdomains        "fast_flush_domains" in it: a
@@ -43,10 +44,10 @@ import asyncio
 import sys
 
 from postel import log
-from postel.flush.client import FLUSH_STAT_BAD, FLUSH_STAT_DENY, FLUSH_STAT_FAIL, FLUSH_STAT_OK
-from postel.flush.logs import FlushLogs, SiteList
+from postel.flush.logs import FlushLogs
 from postel.ipc import attr as attr_mod
 from postel.ipc.attr import DEFAULT_LIMITS, AttrError, AttrList, serve_requests
+from postel.ipc.flush_client import FLUSH_STAT_BAD, FLUSH_STAT_DENY, FLUSH_STAT_FAIL, FLUSH_STAT_OK
 from postel.ipc.skeleton import ServiceContext, multi_server_main
 from postel.ipc.trigger import (
     QMGR_FLUSH_DEAD,
@@ -54,7 +55,9 @@ from postel.ipc.trigger import (
     TRIGGER_WAKEUP,
     send_trigger_async,
 )
+from postel.mail.domain_list import DomainList
 from postel.queue import QueueDir, qid_ok
+from postel.tables import TableError, TableUnavailable, open_table
 
 QMGR_TRIGGER = QMGR_FLUSH_DEAD + QMGR_SCAN_DEFERRED
 IDLE_TIMEOUT = 5.0
@@ -67,8 +70,30 @@ def setup(ctx: ServiceContext) -> None:
                   cfg.get_int("hash_queue_depth"))
     ctx.state["logs"] = FlushLogs(qd, cfg.get_time("fast_flush_refresh_time"),
                                   cfg.get_time("fast_flush_purge_time"))
+    ctx.state["sites"] = site_list(cfg)
+
+
+def site_list(cfg) -> DomainList | None:
+    """site_list - $fast_flush_domains as a DomainList; None when it cannot be built."""
     parent = "fast_flush_domains" in cfg.get_list("parent_domain_matches_subdomains")
-    ctx.state["sites"] = SiteList(cfg.get_list("fast_flush_domains"), parent)
+    try:
+        return DomainList("fast_flush_domains", cfg.get_list("fast_flush_domains"),
+                          parent_matches=parent,
+                          open_table=lambda spec: open_table(spec, cfg=cfg))
+    except (TableError, OSError, ValueError) as exc:
+        log.warning("fast_flush_domains: %s; every site request fails until reload", exc)
+        return None
+
+
+def _site_status(sites: DomainList | None, site: str) -> int:
+    """_site_status - FLUSH_STAT_OK when site may have a log, else DENY or FAIL."""
+    if sites is None:
+        return FLUSH_STAT_FAIL
+    try:
+        return FLUSH_STAT_OK if sites.match(site) else FLUSH_STAT_DENY
+    except TableUnavailable as exc:
+        log.warning("fast_flush_domains: %s: %s", site, exc)
+        return FLUSH_STAT_FAIL
 
 
 def _site_ok(site: str) -> bool:
@@ -80,7 +105,7 @@ def _site_ok(site: str) -> bool:
 def handle(request: AttrList, ctx: ServiceContext) -> tuple[int, bool]:
     """handle - (status, wake qmgr?) for one request."""
     logs: FlushLogs = ctx.state["logs"]
-    sites: SiteList = ctx.state["sites"]
+    sites: DomainList | None = ctx.state["sites"]
     kind = request.get("request")
     site = (request.get("site") or "").lower()
     qid = request.get("queue_id") or ""
@@ -88,15 +113,15 @@ def handle(request: AttrList, ctx: ServiceContext) -> tuple[int, bool]:
         if kind == "add":
             if not _site_ok(site) or not qid_ok(qid):
                 return FLUSH_STAT_BAD, False
-            if not sites.match(site):
-                return FLUSH_STAT_DENY, False
+            if (allowed := _site_status(sites, site)) != FLUSH_STAT_OK:
+                return allowed, False
             logs.add(site, qid)
             return FLUSH_STAT_OK, False
         if kind == "send_site":
             if not _site_ok(site):
                 return FLUSH_STAT_BAD, False
-            if not sites.match(site):
-                return FLUSH_STAT_DENY, False
+            if (allowed := _site_status(sites, site)) != FLUSH_STAT_OK:
+                return allowed, False
             return FLUSH_STAT_OK, logs.send_site(site) > 0
         if kind == "send_file":
             if not qid_ok(qid):

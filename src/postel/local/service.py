@@ -55,7 +55,7 @@ DESCRIPTION
     Headers: mailbox and file deliveries get Return-Path:, X-Original-To:
     (the original recipient) and Delivered-To: (per
     $prepend_delivered_header) as Postfix writes them; an mbox also gets
-    the From_ line and ">From " quoting (see postel.local.mailbox).
+    the From_ line and ">From " quoting (see postel.deliver.mailbox).
 
 CONFIGURATION PARAMETERS
     alias_maps                     alias tables
@@ -79,7 +79,7 @@ CONFIGURATION PARAMETERS
     recipient_delimiter            user+extension separator(s)
 
 SEE ALSO
-    docs/local.md, docs/aliases.md, postel.local.mailbox, postel.local.command
+    docs/local.md, docs/aliases.md, postel.deliver.mailbox, postel.deliver.command
 """
 
 from __future__ import annotations
@@ -92,21 +92,23 @@ from dataclasses import dataclass, field
 from postel import log
 from postel.config.expand import ExpandError, expand
 from postel.deliver.agent import delivery_agent_main
-from postel.deliver.request import DeliverRcpt, DeliverRequest
-from postel.deliver.status import DeliveryContext, bounce, defer, sent
-from postel.ipc.skeleton import ServiceContext
-from postel.local.command import CommandResult, run_command
-from postel.local.mailbox import (
+from postel.deliver.command import CommandResult, run_command
+from postel.deliver.mailbox import (
     MailboxError,
     Message,
     as_user,
     deliver_maildir,
     deliver_mbox,
+    delivered_to_headers,
     delivery_headers,
     from_line,
+    is_self_contained,
     make_maildir,
     parse_locks,
 )
+from postel.deliver.request import DeliverRcpt, DeliverRequest
+from postel.deliver.status import DeliveryContext, bounce, defer, sent
+from postel.ipc.skeleton import ServiceContext
 from postel.mail.address import split_addr, split_extension
 from postel.tables import TableError, TableUnavailable, open_table
 from postel.tables.source import split_addresses
@@ -174,17 +176,6 @@ def _privs(name: str) -> tuple[int, int]:
         return 65534, 65534
 
 
-def is_self_contained(mail_owner: str) -> bool:
-    """is_self_contained - not root, or mail_owner is ourselves (`postel init` instance)."""
-    euid = os.geteuid()
-    if euid != 0:
-        return True
-    try:
-        return pwd.getpwnam(mail_owner).pw_uid == euid
-    except KeyError:
-        return False
-
-
 def load_settings(cfg) -> Settings:
     """load_settings - read the parameters local(8) uses."""
     export = {}
@@ -236,17 +227,6 @@ class State:
 def message_lines(qf) -> list[bytes]:
     """message_lines - the content lines of the queue file (read once per request)."""
     return list(qf.iter_lines())
-
-
-def delivered_to_headers(lines: list[bytes]) -> set[str]:
-    """delivered_to_headers - lower-case Delivered-To: values in the message header."""
-    found: set[str] = set()
-    for line in lines:
-        if not line:
-            break
-        if line[:13].lower() == b"delivered-to:":
-            found.add(line[13:].strip().decode("utf-8", "replace").lower())
-    return found
 
 
 def _message(st: State, address: str, context: str) -> Message:

@@ -48,7 +48,7 @@ DESCRIPTION
     5.3.0; a signal or the time limit ($TRANSPORT_time_limit, default
     $command_time_limit) defers with 4.3.0.  The first lines of the
     command's output are part of the status text (see
-    postel.local.command).
+    postel.deliver.command).
 
 CONFIGURATION PARAMETERS
     command_time_limit (1000s)        default for TRANSPORT_time_limit
@@ -57,7 +57,7 @@ CONFIGURATION PARAMETERS
     recipient_delimiter               for ${extension}, ${user}
 
 SEE ALSO
-    docs/pipe.md, postel.local.command
+    docs/pipe.md, postel.deliver.command
 """
 
 from __future__ import annotations
@@ -70,11 +70,11 @@ import re
 from dataclasses import dataclass, field
 
 from postel.deliver.agent import delivery_agent_main
+from postel.deliver.command import run_command
+from postel.deliver.mailbox import from_line
 from postel.deliver.request import DeliverRcpt, DeliverRequest
 from postel.deliver.status import DeliveryContext, bounce, defer, sent
 from postel.ipc.skeleton import ServiceContext
-from postel.local.command import run_command
-from postel.local.mailbox import from_line
 from postel.mail.address import quote_local, split_addr, split_extension
 
 FLAG_CHARS = set("BDFORXhqu.>")

@@ -281,7 +281,7 @@ class Qmgr:
         except (ServiceUnavailable, OSError, RequestError) as exc:
             return self._immediate(data, rcpt, "defer", "4.3.0",
                                    f"address resolver failure: {exc}", qf)
-        from postel.trivial_rewrite.resolve import FLAG_ERROR, FLAG_FAIL
+        from postel.mail.resolve_types import FLAG_ERROR, FLAG_FAIL
         if r.flags & FLAG_FAIL:
             return self._immediate(data, rcpt, "defer", "4.3.0", "address resolver failure", qf)
         if r.flags & FLAG_ERROR and not filt:
@@ -295,7 +295,7 @@ class Qmgr:
     async def _resolve(self, addr: str, sender: str):
         """_resolve - trivial-rewrite's answer (cached by RewriteClient)."""
         if self.rewrite is None:
-            from postel.trivial_rewrite.client import RewriteClient
+            from postel.ipc.rewrite_client import RewriteClient
             self.rewrite = RewriteClient(self.qd.queue_directory, cache_size=10000,
                                          cache_ttl=60.0)
         return await self.rewrite.resolve(addr, sender)

@@ -1,11 +1,13 @@
-"""showq - the Postel mail queue listing (library and service)
+"""showq - the Postel mail queue listing service
 
 SYNOPSIS
-    from postel.showq.report import (QueueEntry, scan_entries, read_entry,
+    from postel.queue.report import (QueueEntry, scan_entries, read_entry,
                                      read_defer_log, MailqFormatter, json_line)
 
 DESCRIPTION
-    report.py   queue scan, defer-log reader, mailq and JSON formatters,
-                and the showq wire encoding shared by service and client
+    The queue scan, defer-log reader, mailq and JSON formatters and the
+    showq wire encoding shared by service and client (postqueue) live in
+    the queue library, postel.queue.report.
+
     service.py  the showq(8) daemon on public/showq
 """

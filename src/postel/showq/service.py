@@ -13,7 +13,7 @@ DESCRIPTION
     request, "request=list" (an optional "queue_id" limits the listing to one
     message).  The server answers with one list per message (queue_name,
     queue_id, arrival_time, message_size, forced_expire, sender, then
-    recipient/reason pairs; see postel.showq.report) and ends with a list
+    recipient/reason pairs; see postel.queue.report) and ends with a list
     holding "end=1" and "count".  The client formats the text itself, as
     Postfix's postqueue(1) does since Postfix 3.1.
 
@@ -42,7 +42,7 @@ from postel import log
 from postel.ipc.attr import AttrError, encode, read_attrs
 from postel.ipc.skeleton import ServiceContext, multi_server_main
 from postel.queue import QueueDir
-from postel.showq.report import QueueEntry, encode_entry, scan_entries
+from postel.queue.report import QueueEntry, encode_entry, scan_entries
 
 BATCH = 256               # messages per write
 REQUEST_TIMEOUT = 60.0    # seconds to wait for the client's request

@@ -78,7 +78,9 @@ from postel import log
 from postel.dns import Dns
 from postel.ipc.cleanup_client import CleanupClient, CleanupMessage
 from postel.ipc.client import ServiceUnavailable
+from postel.ipc.rewrite_client import RewriteClient
 from postel.ipc.skeleton import ServiceContext, multi_server_main
+from postel.mail import resolve_types as rs
 from postel.mail.headers import received_header
 from postel.protocol import replies as R
 from postel.protocol.events import (
@@ -133,8 +135,6 @@ from postel.smtpd.restrictions import (
     local_of,
 )
 from postel.tables import TableError, TableUnavailable, open_table
-from postel.trivial_rewrite import resolve as rs
-from postel.trivial_rewrite.client import RewriteClient
 
 READ_SIZE = 65536
 # Commands counted in the "disconnect from" line, in Postfix's order.
@@ -829,7 +829,7 @@ async def do_etrn(s: Session, ev: Etrn) -> Reply:
             s.log_reject("ETRN", v)
             return Reply(v.code, v.dsn, v.text)
     try:
-        from postel.flush.client import flush_send_site
+        from postel.ipc.flush_client import flush_send_site
     except ImportError:
         s.count("etrn", False)
         return R.R458_ETRN_UNABLE

@@ -82,47 +82,27 @@ from postel.mail.address import (
     valid_mailhost_literal,
     valid_utf8_hostname,
 )
-from postel.trivial_rewrite.domain_list import DomainList
+from postel.mail.domain_list import DomainList
+from postel.mail.resolve_types import (
+    CLASS_ALIAS,
+    CLASS_DEFAULT,
+    CLASS_FINAL,
+    CLASS_LOCAL,
+    CLASS_RELAY,
+    CLASS_VIRTUAL,
+    FLAG_ERROR,
+    FLAG_FAIL,
+    FLAG_FINAL,
+    FLAG_ROUTED,
+    Resolved,
+)
 from postel.trivial_rewrite.rewrite import RewriteParams, find_unquoted, rewrite_addr
-
-# Postfix's resolve_clnt.h values; they travel in the "flags" attribute.
-FLAG_FINAL = 1 << 0
-FLAG_ROUTED = 1 << 1
-FLAG_ERROR = 1 << 2
-FLAG_FAIL = 1 << 3
-CLASS_LOCAL = 1 << 8
-CLASS_ALIAS = 1 << 9
-CLASS_VIRTUAL = 1 << 10
-CLASS_RELAY = 1 << 11
-CLASS_DEFAULT = 1 << 12
-CLASS_FINAL = CLASS_LOCAL | CLASS_ALIAS | CLASS_VIRTUAL
-CLASS_MASK = CLASS_LOCAL | CLASS_ALIAS | CLASS_VIRTUAL | CLASS_RELAY | CLASS_DEFAULT
 
 DUNNO = "DUNNO"
 
 
 class TableFailure(Exception):
     """A lookup table could not answer (wraps the tables' TableUnavailable)."""
-
-
-@dataclass(slots=True, frozen=True)
-class Resolved:
-    """The resolver's answer, as in Postfix's RESOLVE_REPLY."""
-
-    transport: str
-    nexthop: str
-    recipient: str
-    flags: int
-
-    @property
-    def fail(self) -> bool:
-        """fail - a table was unavailable: try again later."""
-        return bool(self.flags & FLAG_FAIL)
-
-    @property
-    def error(self) -> bool:
-        """error - the address has a bad domain."""
-        return bool(self.flags & FLAG_ERROR)
 
 
 @dataclass(slots=True)

@@ -41,7 +41,8 @@ import time
 from postel import log
 from postel.ipc.attr import AttrError, AttrList, serve_requests
 from postel.ipc.skeleton import ServiceContext, multi_server_main
-from postel.trivial_rewrite.resolve import FLAG_FAIL, Resolver
+from postel.mail.resolve_types import FLAG_FAIL
+from postel.trivial_rewrite.resolve import Resolver
 from postel.trivial_rewrite.rewrite import Rewriter, UnknownRule
 
 ENDPOINT = "private/rewrite"

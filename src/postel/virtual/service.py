@@ -37,7 +37,7 @@ CONFIGURATION PARAMETERS
     recipient_delimiter            user+extension separator(s)
 
 SEE ALSO
-    docs/virtual.md, postel.local.mailbox
+    docs/virtual.md, postel.deliver.mailbox
 """
 
 from __future__ import annotations
@@ -46,18 +46,19 @@ import os
 from dataclasses import dataclass
 
 from postel.deliver.agent import delivery_agent_main
-from postel.deliver.request import DeliverRcpt, DeliverRequest
-from postel.deliver.status import DeliveryContext, bounce, defer, sent
-from postel.ipc.skeleton import ServiceContext
-from postel.local.mailbox import (
+from postel.deliver.mailbox import (
     MailboxError,
     Message,
     as_user,
     deliver_maildir,
     deliver_mbox,
+    delivered_to_headers,
+    is_self_contained,
     parse_locks,
 )
-from postel.local.service import delivered_to_headers, is_self_contained
+from postel.deliver.request import DeliverRcpt, DeliverRequest
+from postel.deliver.status import DeliveryContext, bounce, defer, sent
+from postel.ipc.skeleton import ServiceContext
 from postel.mail.address import split_addr, split_extension
 from postel.tables import TableError, TableUnavailable, open_table
 

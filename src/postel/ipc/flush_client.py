@@ -1,7 +1,7 @@
-"""client - talk to the flush(8) service
+"""flush_client - talk to the flush(8) service
 
 SYNOPSIS
-    from postel.flush.client import (flush_add, flush_send_site, flush_send_file,
+    from postel.ipc.flush_client import (flush_add, flush_send_site, flush_send_file,
                                      flush_refresh, flush_purge, flush_send_site_async,
                                      flush_add_async, FLUSH_STAT_OK, FLUSH_STAT_FAIL,
                                      FLUSH_STAT_BAD, FLUSH_STAT_DENY)

@@ -1,7 +1,7 @@
 """command - run a delivery command and map its exit status to a DSN
 
 SYNOPSIS
-    from postel.local.command import CommandResult, run_command, sys_exits
+    from postel.deliver.command import CommandResult, run_command, sys_exits
 
     result = await run_command(argv, stdin_chunks, uid=uid, gid=gid, env=env,
                                cwd=home, time_limit=1000)

@@ -1,7 +1,7 @@
 """domain_list - match a domain against a Postfix domain list parameter
 
 SYNOPSIS
-    from postel.trivial_rewrite.domain_list import DomainList
+    from postel.mail.domain_list import DomainList
     dl = DomainList("mydestination", ["example.com", ".sub.example", "hash:/etc/doms"],
                     parent_matches=False, open_table=open_table)
     dl.match("example.com")        # True

@@ -1,7 +1,7 @@
 """client - ask trivial-rewrite(8) to rewrite or resolve an address
 
 SYNOPSIS
-    from postel.trivial_rewrite.client import RewriteClient
+    from postel.ipc.rewrite_client import RewriteClient
     rw = RewriteClient(queue_directory)
     addr = await rw.rewrite("local", "user")            # "user@example.com"
     r = await rw.resolve("user@example.com", sender)   # Resolved
@@ -35,7 +35,7 @@ from collections import OrderedDict
 
 from postel.ipc.client import ServiceClient
 from postel.mail.address import quote_local, unquote_local
-from postel.trivial_rewrite.resolve import FLAG_FAIL, Resolved
+from postel.mail.resolve_types import FLAG_FAIL, Resolved
 
 ENDPOINT = "private/rewrite"
 

@@ -1,7 +1,7 @@
 """report - read the mail queue and format it as mailq(1) and postqueue -j do
 
 SYNOPSIS
-    from postel.showq.report import scan_entries, MailqFormatter, json_line
+    from postel.queue.report import scan_entries, MailqFormatter, json_line
     fmt = MailqFormatter()
     for entry in scan_entries(qd):
         sys.stdout.write(fmt.entry(entry))

@@ -1,7 +1,7 @@
 """mailbox - append a message to an mbox file or a Maildir
 
 SYNOPSIS
-    from postel.local.mailbox import (CopyFlags, MailboxError, Message,
+    from postel.deliver.mailbox import (CopyFlags, MailboxError, Message,
         delivery_headers, deliver_mbox, deliver_maildir, as_user)
 
     msg = Message(sender, lines, orig_rcpt="a@x", delivered="b@y")
@@ -55,6 +55,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import pwd
 import socket
 import time
 from collections.abc import Iterable, Iterator
@@ -361,3 +362,25 @@ def deliver_maildir(path: str, msg: Message, *, size_limit: int = 0,
     with contextlib.suppress(OSError):
         os.unlink(tmp)
     return final
+
+
+def is_self_contained(mail_owner: str) -> bool:
+    """is_self_contained - not root, or mail_owner is ourselves (`postel init` instance)."""
+    euid = os.geteuid()
+    if euid != 0:
+        return True
+    try:
+        return pwd.getpwnam(mail_owner).pw_uid == euid
+    except KeyError:
+        return False
+
+
+def delivered_to_headers(lines: list[bytes]) -> set[str]:
+    """delivered_to_headers - lower-case Delivered-To: values in the message header."""
+    found: set[str] = set()
+    for line in lines:
+        if not line:
+            break
+        if line[:13].lower() == b"delivered-to:":
+            found.add(line[13:].strip().decode("utf-8", "replace").lower())
+    return found
