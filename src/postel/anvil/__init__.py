@@ -1,0 +1,1 @@
+"""anvil - client connection and rate limiting service (see service.py)."""
