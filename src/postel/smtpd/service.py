@@ -249,11 +249,20 @@ def build_settings(ctx: ServiceContext) -> Settings:
     async def recipient_known(addr: str, what: str) -> bool | None:
         return await _recipient_known(st, addr)
 
+    verify_clients: list = []       # one VerifyClient, made on first use
+
+    async def verify(addr: str):
+        if not verify_clients:
+            from postel.ipc.verify_client import VerifyClient, endpoint_of
+            verify_clients.append(VerifyClient(ctx.queue_directory, endpoint_of(cfg)))
+        return await verify_clients[0].query(addr)
+
     try:
         st.restrictions = Restrictions(cfg, resolve_class=resolve_class, dns=st.dns,
                                        open_table=lambda spec: _table(st, spec),
                                        recipient_known=recipient_known,
-                                       inet_addresses=sorted(st.inet_addresses))
+                                       inet_addresses=sorted(st.inet_addresses),
+                                       verify=verify)
     except (RestrictionConfigError, TableError) as exc:
         # Postfix defers all mail on a restriction configuration error.
         st.restriction_error = str(exc)
