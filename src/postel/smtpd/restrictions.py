@@ -26,6 +26,7 @@ DESCRIPTION
         reject_unknown_sender_domain, reject_unknown_recipient_domain,
         reject_unknown_helo_hostname, reject_unknown_client_hostname,
         reject_unknown_reverse_client_hostname, reject_unauth_pipelining,
+        reject_unverified_recipient, reject_unverified_sender,
         reject_null_sender? no: see check_sender_access with <>,
         check_client_access, check_reverse_client_hostname_access,
         check_helo_access, check_sender_access, check_recipient_access,
@@ -59,7 +60,11 @@ CONFIGURATION PARAMETERS
     unknown_virtual_mailbox_reject_code (550), smtpd_null_access_lookup_key
     (<>), smtpd_policy_service_timeout (100s),
     smtpd_policy_service_default_action (451 4.3.5 Server configuration
-    problem), default_rbl_reply.
+    problem), default_rbl_reply, unverified_recipient_reject_code (450),
+    unverified_recipient_defer_code (450), unverified_recipient_reject_reason,
+    unverified_recipient_tempfail_action ($reject_tempfail_action), the same
+    four for unverified_sender_*, address_verify_poll_count (3),
+    address_verify_poll_delay (3s).
 
 SEE ALSO
     Postfix's postconf(5) and SMTPD_ACCESS_README, access(5),
@@ -319,8 +324,13 @@ class Restrictions:
     def __init__(self, cfg, *, resolve_class: ResolveClass | None = None,
                  dns=None, open_table: Callable | None = None,
                  recipient_known: Callable[[str, str], Awaitable[bool | None]] | None = None,
-                 inet_addresses: list[str] | None = None):
+                 inet_addresses: list[str] | None = None,
+                 verify: Callable[[str], Awaitable[object]] | None = None):
         self.cfg = cfg
+        # verify(addr) -> object with .status, .rcpt_status, .reason
+        # (postel.ipc.verify_client.VerifyClient.query); None: the
+        # reject_unverified_* restrictions report a verification problem.
+        self.verify = verify
         self.resolve_class = resolve_class
         self.dns = dns
         self.open_table = open_table
@@ -1119,3 +1129,70 @@ async def _check_policy_service(eng, st, ctx, arg) -> Verdict:
         action = eng.cfg.get("smtpd_policy_service_default_action")
     subject = _subject(st, ctx)
     return await eng.access_action(action, st, ctx, ctx.stage, subject)
+
+
+# -- address verification (verify(8)) ---------------------------------------
+
+# verify(8) recipient status values (postel.ipc.verify_client RCPT_STAT_*).
+_VRFY_OK, _VRFY_DEFER, _VRFY_BOUNCE, _VRFY_TODO = 0, 1, 2, 3
+
+
+def _tempfail(eng: Restrictions, ctx: _Eval, action: str, v: Verdict) -> Verdict:
+    """_tempfail - apply unverified_*_tempfail_action (defer or defer_if_permit)."""
+    if action.strip().lower() == "defer":
+        return v
+    ctx.defer_if_permit = v     # defer_if_permit (the default)
+    return DUNNO
+
+
+async def _verify_query(eng: Restrictions, addr: str):
+    """_verify_query - ask verify(8), polling while the answer is "in progress"."""
+    try:
+        count = max(1, eng.cfg.get_int("address_verify_poll_count"))
+        delay = float(eng.cfg.get_time("address_verify_poll_delay"))
+    except (KeyError, ValueError):
+        count, delay = 1, 0.0
+    result = None
+    for i in range(count):
+        result = await eng.verify(addr)
+        if result.status != 0 or result.rcpt_status != _VRFY_TODO or i == count - 1:
+            break
+        await asyncio.sleep(delay)
+    return result
+
+
+async def _unverified(eng: Restrictions, ctx: _Eval, addr: str, what: str) -> Verdict:
+    """_unverified - Postfix's check_verify for reject_unverified_{recipient,sender}."""
+    if not addr:
+        return DUNNO        # the null sender cannot be verified
+    label = "Sender" if what == "sender" else "Recipient"
+    dsn = "4.1.7" if what == "sender" else "4.1.1"
+    p = f"unverified_{what}_"
+    action = eng.cfg.get(p + "tempfail_action")
+    result = await _verify_query(eng, addr) if eng.verify is not None else None
+    if result is None or result.status != 0:
+        log.warning("%s service failure", eng.cfg.get("address_verify_service_name"))
+        return _tempfail(eng, ctx, action, eng.reject(
+            450, dsn, f"<{addr}>: {label} address rejected: address verification problem"))
+    if result.rcpt_status == _VRFY_OK:
+        return DUNNO
+    if result.rcpt_status in (_VRFY_TODO, _VRFY_DEFER):
+        return _tempfail(eng, ctx, action, eng.reject(
+            eng._code(p + "defer_code"), dsn,
+            f"<{addr}>: {label} address rejected: unverified address: {result.reason}"))
+    if result.rcpt_status == _VRFY_BOUNCE:
+        reason = eng.cfg.get(p + "reject_reason") or result.reason
+        return eng.reject(eng._code(p + "reject_code"), dsn,
+                          f"<{addr}>: {label} address rejected: undeliverable address: {reason}")
+    log.warning("unknown address verification status %s", result.rcpt_status)
+    return DUNNO
+
+
+@_handler("reject_unverified_recipient")
+async def _reject_unverified_recipient(eng, st, ctx, arg) -> Verdict:
+    return await _unverified(eng, ctx, st.recipient or "", "recipient")
+
+
+@_handler("reject_unverified_sender")
+async def _reject_unverified_sender(eng, st, ctx, arg) -> Verdict:
+    return await _unverified(eng, ctx, st.sender or "", "sender")

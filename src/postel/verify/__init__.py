@@ -1,0 +1,1 @@
+"""verify - Postel address verification server (see postel.verify.service)."""
