@@ -52,6 +52,9 @@ CONFIGURATION PARAMETERS
     disable_vrfy_command (no), smtpd_helo_required (no),
     strict_rfc821_envelopes (no), smtputf8_enable (yes)
     queue_minfree (0)               free space needed to accept mail
+    smtpd_client_connection_count_limit (50), smtpd_client_connection_rate_limit,
+    smtpd_client_message_rate_limit, smtpd_client_recipient_rate_limit (0),
+    smtpd_client_event_limit_exceptions ($mynetworks)   see anvil_limits.py
     and the restriction lists, see restrictions.py.
 
 DIAGNOSTICS
@@ -120,6 +123,7 @@ from postel.protocol.smtp_server import (
     ehlo_reply,
     enabled_keywords,
 )
+from postel.smtpd.anvil_limits import ClientLimits
 from postel.smtpd.restrictions import (
     CLASS_ALIAS,
     CLASS_DEFAULT,
@@ -179,6 +183,7 @@ class Settings:
     rewrite: RewriteClient | None = None
     dns: Dns | None = None
     tables: dict = field(default_factory=dict)
+    limits: ClientLimits | None = None      # anvil limits (anvil_limits.py)
 
 
 def _interface_addresses(cfg) -> set[str]:
@@ -242,6 +247,7 @@ def build_settings(ctx: ServiceContext) -> Settings:
     st.cleanup = CleanupClient(ctx.queue_directory, "public/cleanup")
     st.rewrite = RewriteClient(ctx.queue_directory)
     st.dns = Dns.from_config(cfg)
+    st.limits = ClientLimits.from_config(cfg, ctx.queue_directory, ctx.service_name)
 
     async def resolve_class(addr: str) -> str:
         return await _address_class(st, addr)
@@ -371,6 +377,7 @@ class Session:
         self.data_started = False
         self.out = bytearray()
         self.closing = False
+        self.limited = False            # counted by anvil (anvil_limits.py)
 
     # -- logging helpers ----------------------------------------------------
 
@@ -414,7 +421,15 @@ class Session:
         if self.st.bare_nl_exclusions.match(self.addr):
             self.conn.forbid_bare_newline = "no" if self.conn.forbid_bare_newline == "reject" \
                 else self.conn.forbid_bare_newline
+        # anvil limits: TCP clients only, not the exceptions (anvil_limits.py)
+        self.limited = (self.st.limits is not None and self.ctx.peer_addr(self.writer) is not None
+                        and self.st.limits.applies(self.addr))
         try:
+            refusal = await self.st.limits.connect(self.addr, self.peer) if self.limited else None
+            if refusal is not None:
+                self.writer.write(refusal.to_bytes())
+                await self.writer.drain()
+                return
             await self.loop()
         except (ConnectionError, OSError) as exc:
             log.info("lost connection after %s from %s%s", self.last_cmd, self.peer,
@@ -422,6 +437,8 @@ class Session:
         finally:
             if self.msg is not None:
                 await self.abort_message()
+            if self.limited:
+                await self.st.limits.disconnect(self.addr)
             log.info("%s", self.disconnect_line())
 
     async def lookup_name(self) -> None:
@@ -703,6 +720,12 @@ async def do_mail(s: Session, ev: MailFrom) -> Reply:
             s.log_reject("MAIL", v)
             s.sender = None
             return Reply(v.code, v.dsn, v.text)
+    if s.limited:
+        refusal = await s.st.limits.message(s.addr, s.peer)
+        if refusal is not None:
+            s.count("mail", False)
+            s.sender = s.check.sender = None
+            return refusal
     s.mail_event = ev
     s.count("mail", True)
     return R.R250_SENDER_OK
@@ -727,6 +750,11 @@ def _orcpt_text(ev: RcptTo) -> str:
 async def do_rcpt(s: Session, ev: RcptTo) -> Reply:
     s.last_cmd = "RCPT"
     s.check.recipient = ev.address
+    if s.limited:
+        refusal = await s.st.limits.recipient(s.addr, s.peer)
+        if refusal is not None:
+            s.count("rcpt", False)
+            return refusal
     r = s.st.restrictions
     if r is None:
         s.count("rcpt", False)
