@@ -36,7 +36,9 @@ DESCRIPTION
     sent once more.  When the service cannot be reached or does not answer,
     lookup() raises TableUnavailable (the caller defers), as it does for a
     RETRY reply.  A refused table (not listed in $proxy_read_maps or
-    $proxy_write_maps) is a configuration error: TableError.
+    $proxy_write_maps) is a configuration error: TableError, raised by the
+    first request (open_table() itself does no I/O: it holds the registry
+    lock, which a proxymap service in the same process also needs).
 
 CONFIGURATION PARAMETERS
     queue_directory                 where private/ lives
@@ -63,7 +65,7 @@ PROXY_STAT_DENY = 4     # the table is not approved for this service
 PROXY_STAT_CONFIG = 5   # the table cannot be opened (configuration error)
 
 PROXY_PREFIX = "proxy:"
-CONNECT_RETRY = 2.0     # seconds to retry connecting to a (re)starting service
+CONNECT_RETRY = 1.0     # seconds to retry connecting to a (re)starting service
 
 
 def strip_proxy(spec: str) -> str:
@@ -161,8 +163,7 @@ class ProxyTable(Table):
             raise TableError(f"{self.spec}: {exc}") from None
         self.writing = bool(flags & LookupFlags.OPEN_WRITE)
         self.can_update = self.writing
-        self.opened = False
-        self._open()
+        self.opened = False     # "open" is sent with the first request, outside open_table()
 
     def _channel(self) -> _Channel:
         service = self.write_service if self.writing else self.read_service
@@ -187,18 +188,14 @@ class ProxyTable(Table):
         return reply
 
     def _open(self) -> None:
-        """_open - tell the service about the table once it can be reached."""
-        try:
-            self._call("open")
-        except TableUnavailable:
-            return                  # down now: the first lookup tries again
-        self.opened = True
-
-    def get(self, key: str) -> str | None:
-        """get - ask the service; None for NOKEY."""
+        """_open - have the service open (and approve) the table, once."""
         if not self.opened:
             self._call("open")
             self.opened = True
+
+    def get(self, key: str) -> str | None:
+        """get - ask the service; None for NOKEY."""
+        self._open()
         reply = self._call("lookup", key=key)
         if reply.get_int("status", PROXY_STAT_BAD) == PROXY_STAT_NOKEY:
             return None
@@ -222,6 +219,7 @@ class ProxyTable(Table):
 
     def sequence(self) -> Iterator[tuple[str, str]]:
         """sequence - every (key, value), as the service's table enumerates them."""
+        self._open()
         func = "first"
         while True:
             reply = self._call("sequence", func=func)
