@@ -13,7 +13,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
-PKGS="postfix postfix-pcre postfix-lmdb postfix-sqlite swaks dovecot-core dovecot-lmtpd unbound"
+PKGS="postfix postfix-pcre postfix-lmdb postfix-sqlite postfix-pgsql postgresql swaks dovecot-core dovecot-lmtpd unbound"
 
 missing=""
 for p in $PKGS; do
@@ -40,9 +40,9 @@ trap '[ $created_policy = 1 ] && rm -f "$policy"' EXIT
 apt-get update -q
 apt-get install -y -q --no-install-recommends $missing
 
-# Do not let a system Postfix or unbound hold ports: stop them if a package
+# Do not let a system Postfix, unbound or PostgreSQL hold ports: stop them if a package
 # script started them after all.
-for svc in postfix unbound dovecot; do
+for svc in postfix unbound dovecot postgresql; do
     (service "$svc" stop >/dev/null 2>&1 || true)
 done
 pkill -x master 2>/dev/null || true
