@@ -1,0 +1,1 @@
+"""dnsblog - DNS allow/denylist logger for postscreen (see service.py)."""

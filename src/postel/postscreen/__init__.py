@@ -1,0 +1,1 @@
+"""postscreen - zombie blocker in front of smtpd (see service.py)."""
