@@ -372,3 +372,37 @@ def sent_counts(log_text: str) -> collections.Counter:
     """sent_counts - {message number: number of status=sent log lines}."""
     rx = re.compile(r": to=<m(\d+)@remote\.example>, relay=.* status=sent ")
     return collections.Counter(int(m.group(1)) for m in rx.finditer(log_text))
+
+
+def classify_redeliveries(log_text: str, again: list[int]) -> dict[str, list[int]]:
+    """classify_redeliveries - split messages with two status=sent lines by how it happened.
+
+    "resend": qmgr activated the message once and yet two deliveries were
+    logged: the request was sent again to a new agent after the first
+    agent died (after delivering, before replying).  "overlap": the
+    message was activated again (a restarted qmgr) before its first
+    delivery had logged status=sent: two deliveries ran at the same time.
+    "after_log": the second activation came after the first status=sent
+    line (the crash hit between the log line and the done marker).
+    """
+    out: dict[str, list[int]] = {"resend": [], "overlap": [], "after_log": []}
+    lines = log_text.splitlines()
+    for i in again:
+        first_sent, qid = None, None
+        rx = re.compile(rf"(\w+): to=<m{i}@remote\.example>, relay=.* status=sent ")
+        for n, line in enumerate(lines):
+            m = rx.search(line)
+            if m:
+                first_sent, qid = n, m.group(1)
+                break
+        if qid is None:
+            continue
+        active = [n for n, line in enumerate(lines) if f"{qid}: from=<" in line
+                  and "(queue active)" in line]
+        if len(active) < 2:
+            out["resend"].append(i)
+        elif active[1] < first_sent:
+            out["overlap"].append(i)
+        else:
+            out["after_log"].append(i)
+    return out

@@ -28,6 +28,7 @@ from faultlib import (
     MESSAGE_QUEUES,
     DumpSink,
     Sender,
+    classify_redeliveries,
     queue_files,
     relay_main,
     sent_counts,
@@ -41,6 +42,17 @@ pytestmark = pytest.mark.faults
 TRIALS = int(os.environ.get("POSTEL_FAULT_TRIALS") or 3)
 MESSAGES = int(os.environ.get("POSTEL_FAULT_MESSAGES") or 500)
 SEED = int(os.environ.get("POSTEL_FAULT_SEED") or random.SystemRandom().randrange(1 << 31))
+
+# Known duplicate-delivery bugs (see docs/faults.md, "Known problems"); while
+# one is listed here, a trial whose only duplicates are of that kind is an
+# expected failure (xfail) instead of a failure.  Delete the entry with the fix.
+KNOWN_BUGS = {
+    # qmgr's IPC client sends a delivery request again when the agent dies
+    # before replying (ServiceClient.request resend=True)
+    "resend": True,
+    # a restarted qmgr delivers what the killed qmgr's agents still deliver
+    "overlap": True,
+}
 
 # Which processes may be killed, and the master.cf services that run them.
 VICTIMS = {
@@ -74,9 +86,9 @@ def sink():
 
 
 def _pending(inst: Instance) -> list[str]:
-    """_pending - message files still in maildrop/incoming/active/deferred/hold."""
+    """_pending - message files still in maildrop/incoming/active/deferred/hold (not *.tmp)."""
     files = queue_files(inst.queue_dir)
-    return [p for q in MESSAGE_QUEUES for p in files[q]]
+    return [p for q in MESSAGE_QUEUES for p in files[q] if not p.endswith(".tmp")]
 
 
 def _find_victim(inst: Instance, victim: str, rng: random.Random, timeout: float = 30.0) -> int:
@@ -154,8 +166,13 @@ def test_kill9_during_relay(tmp_path, sink, trial):
         assert set(arrived) <= set(range(n)), why
         # a delivery that was logged as sent is never made again
         again = sorted(i for i, c in sent.items() if c > 1)
+        kinds = classify_redeliveries(log, again)
+        known = {k for k, v in KNOWN_BUGS.items() if v}
+        if again and all(not v or k in known for k, v in kinds.items()):
+            pytest.xfail(f"known bug(s) {sorted(k for k, v in kinds.items() if v)}: messages "
+                         f"delivered twice: {kinds} {why}")
         assert not again, (f"{len(again)} messages delivered again after status=sent was "
-                           f"logged, e.g. {again[:10]} {why}")
+                           f"logged: {kinds} {why}")
         # a message logged as sent did arrive
         assert not set(sent) - set(arrived), why
         # no bounce or other extra mail reached the sink
@@ -163,6 +180,14 @@ def test_kill9_during_relay(tmp_path, sink, trial):
         files = queue_files(inst.queue_dir)
         assert files["corrupt"] == [], why
         assert not _pending(inst), why
+        # only a killed cleanup (or master, which takes cleanup with it) may leave
+        # the temporary files of the messages it was receiving (never answered 250)
+        temps = _temp_files(inst.queue_dir)
+        if victim in ("cleanup", "master"):
+            assert len(temps) <= snd.sessions, (temps, why)
+            assert not {os.path.basename(t)[:-4] for t in temps} & set(accepted.values()), why
+        else:
+            assert not temps, (temps, why)
     finally:
         inst.cleanup()
 
