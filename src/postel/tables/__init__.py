@@ -235,12 +235,20 @@ _loaded = False
 
 
 def _load_builtin() -> None:
+    """_load_builtin - register the built-in types; one broken module spares the others."""
     global _loaded
     if _loaded:
         return
     _loaded = True
-    from postel.tables import cidr, indexed, netmap, pgsql, proxy, regexp, simple, sqlite, unix
-    for mod in (indexed, simple, regexp, cidr, sqlite, netmap, unix, proxy, pgsql):
+    import importlib
+    for name in ("indexed", "simple", "regexp", "cidr", "sqlite", "netmap", "unix", "proxy",
+                 "pgsql"):
+        try:
+            mod = importlib.import_module(f"postel.tables.{name}")
+        except ImportError as exc:
+            from postel import log
+            log.warning("lookup table module %s not available: %s", name, exc)
+            continue
         mod.register(register_type)
 
 

@@ -30,8 +30,6 @@ DESCRIPTION
 
 from __future__ import annotations
 
-import sqlite3
-
 from postel.tables import LookupFlags, Table, TableError, TableUnavailable, open_table
 from postel.tables.source import logical_lines
 
@@ -200,16 +198,21 @@ class SqliteTable(SqlTable):
         if not self.dbpath:
             raise TableError(f"{name}: missing dbpath")
         try:
+            import sqlite3
+        except ImportError as exc:
+            raise TableError(f"{name}: sqlite: tables need Python's sqlite3: {exc}") from None
+        self.sqlite3 = sqlite3
+        try:
             self.conn = sqlite3.connect(f"file:{self.dbpath}?mode=ro", uri=True,
                                         check_same_thread=False)
-        except sqlite3.Error as exc:
+        except self.sqlite3.Error as exc:
             raise TableError(f"{name}: open {self.dbpath}: {exc}") from None
 
     def run(self, sql: str) -> list[tuple]:
         """run - execute the query on the SQLite database."""
         try:
             return self.conn.execute(sql).fetchall()
-        except sqlite3.Error as exc:
+        except self.sqlite3.Error as exc:
             raise TableUnavailable(f"{self.spec}: query failed: {exc}") from None
 
     def close(self) -> None:
