@@ -52,6 +52,11 @@ KNOWN_BUGS = {
     "resend": True,
     # a restarted qmgr delivers what the killed qmgr's agents still deliver
     "overlap": True,
+    # the crash hit between the status=sent log line and the done marker
+    "after_log": False,
+    # after master's death, children drain their clients for $daemon_timeout
+    # (5 hours) instead of exiting: smtpd keeps serving a busy client
+    "orphans": True,
 }
 
 # Which processes may be killed, and the master.cf services that run them.
@@ -141,10 +146,16 @@ def test_kill9_during_relay(tmp_path, sink, trial):
         snd.wait_accepted(kill_at, timeout=120)
         pid = _find_victim(inst, victim, rng)
         os.kill(pid, signal.SIGKILL)
+        seen_bugs: list[str] = []      # known bugs met in this trial (see KNOWN_BUGS)
         if victim == "master":
             # the children notice the lifeline and exit; then an admin restarts
-            left = wait_gone(inst)
-            assert not left, f"processes outlived master: {left} {why}"
+            left = wait_gone(inst, timeout=10)
+            if left:
+                assert KNOWN_BUGS["orphans"], f"processes outlived master: {left} {why}"
+                seen_bugs.append(f"orphans: {len(left)} processes outlived master by 10s")
+                for pid in left:        # as an admin would, before postel start
+                    os.kill(pid, signal.SIGKILL)
+                assert not wait_gone(inst, timeout=10), why
             inst.start()
         _drain(inst, snd, timeout=60 + n / 10)
         log = inst.log_text()
@@ -167,12 +178,11 @@ def test_kill9_during_relay(tmp_path, sink, trial):
         # a delivery that was logged as sent is never made again
         again = sorted(i for i, c in sent.items() if c > 1)
         kinds = classify_redeliveries(log, again)
-        known = {k for k, v in KNOWN_BUGS.items() if v}
-        if again and all(not v or k in known for k, v in kinds.items()):
-            pytest.xfail(f"known bug(s) {sorted(k for k, v in kinds.items() if v)}: messages "
-                         f"delivered twice: {kinds} {why}")
-        assert not again, (f"{len(again)} messages delivered again after status=sent was "
-                           f"logged: {kinds} {why}")
+        if again and all(not v or KNOWN_BUGS[k] for k, v in kinds.items()):
+            seen_bugs.append(f"delivered twice: {kinds}")
+        else:
+            assert not again, (f"{len(again)} messages delivered again after status=sent "
+                               f"was logged: {kinds} {why}")
         # a message logged as sent did arrive
         assert not set(sent) - set(arrived), why
         # no bounce or other extra mail reached the sink
@@ -188,6 +198,8 @@ def test_kill9_during_relay(tmp_path, sink, trial):
             assert not {os.path.basename(t)[:-4] for t in temps} & set(accepted.values()), why
         else:
             assert not temps, (temps, why)
+        if seen_bugs:
+            pytest.xfail(f"known bug(s): {'; '.join(seen_bugs)} {why}")
     finally:
         inst.cleanup()
 
