@@ -92,6 +92,8 @@ async def serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
         await serve_requests(reader, writer, handler)
     except AttrError as exc:
         log.warning("dnsblog: malformed request: %s", exc)
+    except ConnectionError:
+        pass                            # postscreen stopped waiting: not an error
 
 
 def main(argv: list[str]) -> int:

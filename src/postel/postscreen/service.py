@@ -330,7 +330,8 @@ class Screen:
                      time.monotonic() - started, self.client, _printable(pregreet))
             if st.greet_action != "ignore":
                 await self.cancel(lookups)
-                return await self.punish(st.greet_action, R550_PREGREET, R521_PREGREET, "")
+                return await self.punish(st.greet_action, R550_PREGREET, R521_PREGREET, "",
+                                         pending=pregreet)
             failed = True
         results: dict[str, list[str]] = {}
         if lookups:
@@ -372,23 +373,38 @@ class Screen:
             await self.send(R421_BUSY)
             log.info("DISCONNECT %s", self.client)
 
-    async def punish(self, action: str, enforce: Reply, drop: Reply, site: str) -> None:
+    async def punish(self, action: str, enforce: Reply, drop: Reply, site: str,
+                     pending: bytes = b"") -> None:
         """punish - enforce (dummy SMTP, 550 at RCPT) or drop (521) a failed client."""
         if action == "drop":
             await self.send(drop.format(addr=self.addr, site=site))
         else:
-            await self.dummy_smtp(enforce.format(addr=self.addr, site=site))
+            await self.dummy_smtp(enforce.format(addr=self.addr, site=site), pending)
         log.info("DISCONNECT %s", self.client)
 
-    async def dummy_smtp(self, reject: Reply) -> None:
+    async def read_line(self, pending: bytearray) -> bytes:
+        """read_line - the next command line, first from what the client sent early."""
+        while b"\n" not in pending:
+            data = await asyncio.wait_for(self.reader.read(4096), self.st.command_time_limit)
+            if not data:
+                return b""
+            pending += data
+            if len(pending) > 4096:
+                raise ValueError("command line too long")
+        line, _, rest = bytes(pending).partition(b"\n")
+        pending[:] = rest
+        return line + b"\n"
+
+    async def dummy_smtp(self, reject: Reply, early: bytes = b"") -> None:
         """dummy_smtp - a minimal SMTP server that rejects every recipient."""
         st = self.st
+        pending = bytearray(early)      # a pregreeting client's commands are answered too
         self.writer.write(f"220 {st.myhostname} ESMTP\r\n".encode())
         await self.writer.drain()
         helo, sender, proto, count = "", "", "SMTP", 0
         while True:
             try:
-                line = await asyncio.wait_for(self.reader.readline(), st.command_time_limit)
+                line = await self.read_line(pending)
             except asyncio.TimeoutError:
                 log.info("COMMAND TIME LIMIT from %s", self.client)
                 await self.send(R421_TIMEOUT.format(host=st.myhostname))
