@@ -191,6 +191,19 @@ def test_verify_mode(env):
     assert "status=undeliverable (unknown user)" in logfile.read_text()
 
 
+
+def test_verify_mode_defer_is_final(env):
+    """A probe that meets a temporary error is reported undeliverable (4.X.Y) and not retried."""
+    qd, path, cfg, logfile = env
+    req = _request(qd, path, frozenset({"verify"}))
+    dctx = DeliveryContext(req, qd, QueueFileReader(path), cfg)
+    defer(dctx, req.recipients[0], "none", "4.4.1", "connection refused")
+    entries = read_log(qd.path("trace", req.queue_id))
+    assert [(e["action"], e["status"]) for e in entries] == [("undeliverable", "4.4.1")]
+    assert not os.path.exists(qd.path("defer", req.queue_id))
+    assert QueueFileReader(path).recipients[0].done
+    assert "dsn=4.4.1, status=undeliverable (connection refused)" in logfile.read_text()
+
 def _ctx(cfg, qd):
     return ServiceContext(cfg=cfg, service_name="test", process_name="test",
                           config_dir=cfg.config_directory, queue_directory=qd.queue_directory)

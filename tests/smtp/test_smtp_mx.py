@@ -120,6 +120,20 @@ def test_smtp_nxdomain_bounces(tmp_path, unbound_port, sink):
             "name=nosuch.test.example type=MX: Host not found)") in env.log_text()
 
 
+def test_smtp_verify_nxdomain_is_undeliverable(tmp_path, unbound_port, sink):
+    """sendmail -bv: a domain that does not exist is undeliverable, with the DNS text."""
+    env = _env(tmp_path, unbound_port, sink)
+    qid = env.queue(MSG, ["u@nosuch.test.example", "u@mx.test.example"])
+    dctx = env.deliver(env.request(qid, "nosuch.test.example", flags=frozenset({"verify"})))
+    assert dctx.status == ["bounced", "bounced"]
+    assert ("dsn=5.4.4, status=undeliverable (Host or domain name not found. Name service error "
+            "for name=nosuch.test.example type=MX: Host not found)") in env.log_text()
+    qid = env.queue(MSG, ["u@mx.test.example"])
+    dctx = env.deliver(env.request(qid, "mx.test.example", flags=frozenset({"verify"})))
+    assert dctx.status == ["sent"] and "status=deliverable (250 " in env.log_text()
+    assert sink.messages(0, timeout=0.2) == []          # no message was sent
+
+
 def test_smtp_null_mx_bounces(tmp_path, unbound_port, sink):
     env = _env(tmp_path, unbound_port, sink)
     qid = env.queue(MSG, ["u@nullmx.test.example"])

@@ -59,7 +59,7 @@ from postel.commands._qadmin import (
     privileged,
     queue_dir,
 )
-from postel.ipc import flush_client as flush_client
+from postel.ipc import flush_client
 from postel.ipc.attr import AttrError
 from postel.ipc.client import ServiceUnavailable, SyncConnection, service_path
 from postel.ipc.trigger import QMGR_FLUSH_QUEUE, TRIGGER_WAKEUP, send_trigger

@@ -36,8 +36,10 @@ DESCRIPTION
         NOTIFY=SUCCESS (RFC 3461 4.1), so that bounce(8) can report it.
 
     With "verify" in the request flags (sendmail -bv), nothing is
-    delivered: sent() logs status=deliverable and bounce() status=
-    undeliverable; both go to the trace/ log only.
+    delivered: sent() logs status=deliverable, bounce() and defer()
+    status=undeliverable (defer keeps its 4.X.Y code); all go to the
+    trace/ log only and mark the recipient done, so a probe is never
+    retried.
 
     With soft_bounce = yes, bounce() behaves as defer() and a 5.X.Y code
     becomes 4.X.Y, as in Postfix.
@@ -372,6 +374,17 @@ def defer(dctx: DeliveryContext, rcpt: DeliverRcpt, relay: str, dsn: str = "4.0.
         dsn = "4.0.0"
     if dsn[:1] != "4":
         dsn = "4" + dsn[1:]
+    if FLAG_VERIFY in dctx.req.flags:
+        # A probe is not retried: a temporary failure is reported as undeliverable
+        # (with its 4.X.Y code) and the recipient is done, as Postfix's defer does
+        # for user-requested verification.
+        if not _record(dctx, rcpt, RCPT_BOUNCED):
+            return _DONE
+        _log_line(dctx, rcpt, relay, dsn, "undeliverable", text)
+        _safe(dctx, "trace log", _append, dctx, "trace",
+              _entry(rcpt, dsn, "undeliverable", text, diag, mta))
+        _safe(dctx, "mark recipient done", _mark_done, dctx, rcpt)
+        return _DONE
     if not _record(dctx, rcpt, RCPT_DEFERRED):
         return _DONE
     _log_line(dctx, rcpt, relay, dsn, "deferred", text)

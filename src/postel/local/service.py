@@ -40,6 +40,13 @@ DESCRIPTION
          name ending in "/" is a Maildir, otherwise an mbox, locked with
          $mailbox_delivery_lock and limited to $mailbox_size_limit bytes.
 
+    Address verification (sendmail -bv, request flag "verify"): the same
+    decisions are made (loop check, aliases, :include: and .forward files
+    are read, unknown users bounce), but nothing is written, no command
+    runs and nothing is forwarded; each destination is reported instead:
+    "delivers to mailbox", "delivers to command: CMD", "delivers to file:
+    PATH", "forwards to ADDRESS", as "deliverable" or "undeliverable".
+
     When running as root, commands run and files are written as the user
     (or alias owner); the agent never runs a command as root.
 
@@ -106,7 +113,7 @@ from postel.deliver.mailbox import (
     make_maildir,
     parse_locks,
 )
-from postel.deliver.request import DeliverRcpt, DeliverRequest
+from postel.deliver.request import FLAG_VERIFY, DeliverRcpt, DeliverRequest
 from postel.deliver.status import DeliveryContext, bounce, defer, sent
 from postel.ipc.skeleton import ServiceContext
 from postel.mail.address import split_addr, split_extension
@@ -220,6 +227,7 @@ class State:
     cfg: object
     seen: set[tuple[str, str]] = field(default_factory=set)
     items: int = 0
+    verify: bool = False            # sendmail -bv: decide, write nothing
 
 
 # -- content
@@ -550,6 +558,8 @@ async def deliver_command_item(st: State, command: str, context: str, address: s
     if key in st.seen:
         return Outcome("sent", "2.0.0", f"delivered to command: {command}")
     st.seen.add(key)
+    if st.verify:
+        return Outcome("sent", "2.0.0", f"delivers to command: {command}")
     uid, gid = _rights(st, privs)
     msg = _message(st, address, "command")
     result: CommandResult = await run_command(
@@ -568,6 +578,8 @@ def deliver_file_item(st: State, path: str, context: str, address: str,
     if key in st.seen:
         return Outcome("sent", "2.0.0", f"delivered to file: {path}")
     st.seen.add(key)
+    if st.verify:
+        return Outcome("sent", "2.0.0", f"delivers to file: {path}")
     uid, gid = _rights(st, privs)
     msg = _message(st, address, "file")
     try:
@@ -589,6 +601,8 @@ async def deliver_mailbox(st: State, user: User, address: str) -> Outcome:
     if key in st.seen:
         return Outcome("sent", "2.0.0", "delivered to mailbox")
     st.seen.add(key)
+    if st.verify and not st.s.mailbox_command:
+        return Outcome("sent", "2.0.0", "delivers to mailbox")
     if st.s.mailbox_command:
         # As postconf(5): mailbox_command gets no $name substitution, so that
         # shell syntax is easy to write; the command sees $USER, $HOME, ...
@@ -631,6 +645,8 @@ def _write_mailbox(st: State, path: str, msg: Message, owner: tuple[int, int] | 
 
 async def forward(st: State, address: str, targets: list[str], sender: str) -> Outcome:
     """forward - resubmit the message to targets through cleanup, with Delivered-To added."""
+    if st.verify:
+        return Outcome("sent", "2.0.0", f"forwards to {', '.join(targets)}")
     client = _cleanup_client(st)
     msg = _message(st, address, "forward")
     head = [f"Delivered-To: {address.lower()}".encode("utf-8", "surrogateescape")] \
@@ -683,10 +699,15 @@ async def deliver(req: DeliverRequest, dctx: DeliveryContext, ctx: ServiceContex
         ctx.state["local_settings"] = settings
     lines = message_lines(dctx.qf)
     delivered_to = delivered_to_headers(lines)
+    verify = FLAG_VERIFY in req.flags
     for rcpt in req.recipients:
-        st = State(req, rcpt, lines, delivered_to, settings, ctx.cfg)
+        st = State(req, rcpt, lines, delivered_to, settings, ctx.cfg, verify=verify)
         outcome = await deliver_recipient(st)
         report(dctx, rcpt, outcome)
+
+
+# sendmail -bv: the local agent answers for itself (aliases, users, .forward), see agent.py.
+deliver.handles_verify = True  # type: ignore[attr-defined]
 
 
 def report(dctx: DeliveryContext, rcpt: DeliverRcpt, outcome: Outcome) -> None:

@@ -29,7 +29,9 @@ DESCRIPTION
         (RFC 2920), preceded by RSET on a reused connection;
       * each RCPT reply decides its recipient: 2xx continue, 4xx defer,
         5xx bounce; the end-of-data reply decides the accepted ones
-        (SMTP), or one reply per accepted recipient (LMTP, RFC 2033 4.2).
+        (SMTP), or one reply per accepted recipient (LMTP, RFC 2033 4.2);
+      * verify requests (sendmail -bv) stop after RCPT TO: a 2xx reply is
+        "deliverable", 5xx "undeliverable"; DATA is never sent.
 
     A recoverable failure (connection lost, 4xx) of a server leaves the
     recipients open for the next server; the last failure is what the
@@ -65,7 +67,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from postel import log
-from postel.deliver.request import DeliverRcpt, DeliverRequest
+from postel.deliver.request import FLAG_VERIFY, DeliverRcpt, DeliverRequest
 from postel.deliver.status import DeliveryContext, bounce, defer, sent
 from postel.dns import Dns
 from postel.protocol.esmtp import xtext_encode
@@ -450,6 +452,9 @@ class SmtpClient:
         mail = mail_command(d.req.sender, self._mail_params(d, sess))
         rcpt_cmds = [rcpt_command(r.address, self._rcpt_params(r, sess)) for r in rcpts]
         sess.need_rset = True
+        if FLAG_VERIFY in d.req.flags:
+            await self._probe(d, sess, mail, rcpts, rcpt_cmds)
+            return
         if "PIPELINING" in sess.features:
             # RFC 2920 3.1: MAIL, RCPT and DATA may go out in one group.
             await sess.send(mail + b"".join(rcpt_cmds) + DATA_COMMAND, ST_MAIL, t.mail)
@@ -511,6 +516,40 @@ class SmtpClient:
             for rcpt in accepted:
                 self._data_done(d, sess, rcpt, reply)
         sess.need_rset = False
+
+    async def _probe(self, d: Delivery, sess: Session, mail: bytes, rcpts: list[DeliverRcpt],
+                     rcpt_cmds: list[bytes]) -> None:
+        """_probe - address verification: MAIL and RCPT only, never DATA (sendmail -bv).
+
+        As Postfix's smtp(8) in verify mode: the RCPT reply decides each recipient
+        (2xx deliverable, 5xx undeliverable, 4xx try the next server); the session is
+        then reset or closed by the caller, so no message is ever sent.
+        """
+        t, srv = self.settings.timeouts, sess.server
+        if "PIPELINING" in sess.features:
+            # RFC 2920 3.1: MAIL and RCPT may be grouped; DATA is not sent.
+            await sess.send(mail + b"".join(rcpt_cmds), ST_MAIL, t.mail)
+            mail_reply = await sess.read_reply(t.mail, ST_MAIL)
+            replies = [await sess.read_reply(t.rcpt, ST_RCPT) for _ in rcpts]
+        else:
+            await sess.send(mail, ST_MAIL, t.mail)
+            mail_reply = await sess.read_reply(t.mail, ST_MAIL)
+            replies = []
+            if mail_reply.code == 250:
+                for cmd in rcpt_cmds:
+                    await sess.send(cmd, ST_RCPT, t.rcpt)
+                    replies.append(await sess.read_reply(t.rcpt, ST_RCPT))
+        if mail_reply.code != 250:
+            out = reply_outcome(srv, mail_reply, "MAIL FROM")
+            for rcpt in rcpts:
+                d.settle(rcpt, out)
+            return
+        for rcpt, reply in zip(rcpts, replies, strict=True):
+            if reply.code // 100 == 2:
+                dsn = reply.enhanced if reply.enhanced.startswith("2") else "2.0.0"
+                d.finish(rcpt, Outcome("sent", dsn, str(reply), srv.namaddrport), "deliverable")
+            else:
+                d.settle(rcpt, reply_outcome(srv, reply, "RCPT TO"))
 
     def _data_done(self, d: Delivery, sess: Session, rcpt: DeliverRcpt, reply) -> None:
         """_data_done - the end-of-data reply decides a recipient."""

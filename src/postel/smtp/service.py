@@ -13,6 +13,13 @@ DESCRIPTION
     done by postel.smtp.client; this module only picks the protocol and
     keeps one client (resolver, connection cache) per process.
 
+    Address verification (sendmail -bv, request flag "verify"): the
+    nexthop is looked up as for a delivery (a domain that does not exist
+    is undeliverable, with Postfix's DNS texts), then each server is
+    asked MAIL FROM and RCPT TO only; the RCPT reply decides
+    "deliverable" or "undeliverable", no DATA is sent and the session
+    is reset or closed.
+
     Log lines, as Postfix writes them:
 
         QID: to=<rcpt>, relay=mx.example[192.0.2.1]:25, delay=0.5,
@@ -65,6 +72,10 @@ async def deliver(req: DeliverRequest, dctx: DeliveryContext, ctx: ServiceContex
             defer(dctx, rcpt, "none", "4.3.5", f"mail system configuration error: {exc}")
         return
     await client.deliver(req, dctx)
+
+
+# sendmail -bv: the client probes with MAIL and RCPT (postel.smtp.client), see agent.py.
+deliver.handles_verify = True  # type: ignore[attr-defined]
 
 
 def _post_init(ctx: ServiceContext) -> None:
