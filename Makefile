@@ -38,8 +38,13 @@ lint: $(STAMP)
 bench: $(STAMP) peers
 	$(PY) bench/run.py $(if $(QUICK),--quick,)
 
+# The crash/fault harness alone, full size: 20 kill -9 trials of 2000 messages
+# (the default test run has 3 of 500).  FAULT_SEED=N repeats a run.
+FAULT_TRIALS   ?= 20
+FAULT_MESSAGES ?= 2000
 faults: $(STAMP) peers
-	$(PY) -m pytest -q tests/e2e -m faults
+	POSTEL_FAULT_TRIALS=$(FAULT_TRIALS) POSTEL_FAULT_MESSAGES=$(FAULT_MESSAGES) \
+	POSTEL_FAULT_SEED=$(FAULT_SEED) $(PY) -m pytest -q tests/e2e -m faults
 
 clean:
 	rm -rf $(VENV) build *.egg-info
