@@ -353,6 +353,34 @@ def _grant_search(path: str, owner: str) -> list[str]:
     return said
 
 
+def code_paths() -> list[str]:
+    """code_paths - what a service needs to import after the switch: Python and Postel."""
+    import sysconfig
+
+    from postel.commands.postdrop import package_parent
+    paths = sysconfig.get_paths()
+    out = [os.path.dirname(os.path.realpath(sys.executable)), package_parent()]
+    out += [paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths]
+    return [p for p in dict.fromkeys(out) if os.path.isdir(p)]
+
+
+def unreachable_code(owner: str) -> list[str]:
+    """unreachable_code - directories above Python or Postel that owner cannot search."""
+    bad: list[str] = []
+    for path in code_paths():
+        bad += [p for p in unsearchable_parents(path, owner) if p not in bad]
+    return bad
+
+
+def grant_code_search(owner: str) -> list[str]:
+    """grant_code_search - o+x where owner could not reach Python's or Postel's files."""
+    said = []
+    for path in code_paths():
+        for line in _grant_search(path, owner):
+            said.append(line.replace("the instance", "Python and Postel's code"))
+    return said
+
+
 def init_main(argv: list[str], config_dir: str | None) -> int:
     """init_main - create a self-contained instance."""
     parsed = _parse_init_args(argv)
@@ -382,6 +410,7 @@ def init_main(argv: list[str], config_dir: str | None) -> int:
         os.chmod(dirpath, 0o755)
         if root:
             said += _grant_search(dirpath, user)
+            said += grant_code_search(user)
         _write_new(main_cf, _main_cf(dirpath, user, group))
         master_cf = os.path.join(dirpath, "master.cf")
         if not os.path.exists(master_cf):
@@ -605,6 +634,16 @@ def _prepare(cfg) -> bool:
     return True
 
 
+def _warn_unreachable(cfg) -> None:
+    """_warn_unreachable - as root, say when mail_owner cannot import Python's modules."""
+    owner = cfg.get("mail_owner")
+    if _privileged(owner) is None:
+        return
+    for path in unreachable_code(owner):
+        log.warning("%s: not searchable by %s (mail_owner): services will fail to import "
+                    "modules; run postel set-permissions", path, owner)
+
+
 def start_main(argv: list[str], config_dir: str | None) -> int:
     """start_main - start master in the background and wait until it is ready."""
     cfg = _load(config_dir)
@@ -618,6 +657,7 @@ def start_main(argv: list[str], config_dir: str | None) -> int:
         return 1
     if not _prepare(cfg):
         return 1
+    _warn_unreachable(cfg)
     _say("starting the Postel mail system")
     r, w = os.pipe()
     cmd = [sys.executable, "-m", "postel.master", "-c", cfg.config_directory, "-w", str(w)]
@@ -790,6 +830,9 @@ def check_main(argv: list[str], config_dir: str | None) -> int:
             log.warning("unknown setgid_group group: %s", cfg.get("setgid_group"))
         for path in unsearchable_parents(cfg.get("queue_directory"), owner):
             log.warning("%s: not searchable by %s (mail_owner): chmod o+x", path, owner)
+        for path in unreachable_code(owner):
+            log.warning("%s: not searchable by %s (mail_owner), who must import Python and "
+                        "Postel modules below it: postel set-permissions adds o+x", path, owner)
         for problem in postdrop_problems(cfg):
             log.warning("%s", problem)
         _warn_python()
@@ -825,6 +868,11 @@ def set_permissions_main(argv: list[str], config_dir: str | None) -> int:
         return 1
     if ids is None:
         return 0
+    try:
+        for line in grant_code_search(owner):
+            _say(line)
+    except OSError as exc:
+        log.warning("%s: %s", exc.filename, exc.strerror)
     for path in unsearchable_parents(queue_dir, owner):
         log.warning("%s: not searchable by %s (mail_owner): chmod o+x", path, owner)
     from postel.commands.postdrop import wrapper_path
