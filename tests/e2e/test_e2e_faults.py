@@ -167,6 +167,10 @@ def test_kill9_during_relay(tmp_path, sink, trial):
         accepted = snd.accepted()
         arrived, other = sink.arrivals()
         sent = sent_counts(log)
+        print(f"trial {trial}: killed {victim} pid {pid} after {kill_at} of {n}; "
+              f"250: {len(accepted)}, rejected: {len(snd.with_status('rejected'))}, "
+              f"unknown: {len(snd.with_status('unknown'))}; arrived: {len(arrived)}, "
+              f"twice: {sum(1 for c in arrived.values() if c > 1)}; seed {SEED}")
         assert accepted, why
         assert not snd.with_status("unsent"), why
         # every message that got 250 arrived
