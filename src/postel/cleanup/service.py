@@ -35,7 +35,8 @@ CONFIGURATION PARAMETERS
     undisclosed_recipients_header (), message_drop_headers,
     header_from_format (standard), duplicate_filter_limit (1000),
     enable_original_recipient (yes), append_at_myorigin, append_dot_mydomain,
-    myorigin, mydomain, myhostname, and those of postel.cleanup.addr.
+    myorigin, mydomain, myhostname, delay_warning_time (0h: a delay warning
+    record at arrival + this time when set), and those of postel.cleanup.addr.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+import time
 
 from postel import log
 from postel.cleanup.addr import AddressMaps, AliasExpansionError
@@ -100,6 +102,7 @@ class CleanupService:
         self.mydomain = _cfg(cfg, "str", "mydomain", "")
         self.append_at = _cfg(cfg, "bool", "append_at_myorigin", True)
         self.append_dot = _cfg(cfg, "bool", "append_dot_mydomain", False)
+        self.delay_warning = _cfg(cfg, "time", "delay_warning_time", 0)
         if rewrite_client is None:
             from postel.ipc.rewrite_client import RewriteClient
             rewrite_client = RewriteClient(queue_directory)
@@ -270,7 +273,10 @@ class Job:
             self.fail(R_LOOKUP)
         self.env = Envelope(sender=sender, recipients=[], time=arrival, attrs=attrs,
                             dsn_envid=req.get("dsn_envid", "") or "", dsn_ret=dsn_ret,
-                            full_name=req.get("fullname", "") or "")
+                            full_name=req.get("fullname", "") or "",
+                            warn_time=int((arrival or time.time()) + svc.delay_warning)
+                            if svc.delay_warning > 0
+                            else 0)
         st = MessageState(svc.settings, self.qid, sender=sender,
                           fullname=self.env.full_name, attrs=attrs,
                           local=self.context == "local",
