@@ -53,6 +53,7 @@ from postel.cleanup.message import PRIMARY, MessageState, Settings
 from postel.ipc.attr import AttrError, Limits, read_attrs, write_attrs
 from postel.ipc.trigger import QMGR_SCAN_INCOMING, send_trigger_async
 from postel.queue import Committer, Envelope, QueueDir, QueueFileWriter, QueueFull, Recipient
+from postel.queue.commit import COMMIT_METHODS
 from postel.queue.qid import new_qid
 from postel.queue.records import DSN_RET_FULL, DSN_RET_HDRS
 from postel.tables import TableError, TableUnavailable, open_table
@@ -91,7 +92,14 @@ class CleanupService:
             "queue_directory": queue_directory,
             "hash_queue_names": _cfg(cfg, "str", "hash_queue_names", "deferred, defer"),
             "hash_queue_depth": str(_cfg(cfg, "int", "hash_queue_depth", 1))})
-        self.committer = Committer()
+        method = _cfg(cfg, "str", "queue_commit_method", "syncfs").strip().lower() or "syncfs"
+        if method not in COMMIT_METHODS:
+            log.warning("queue_commit_method: unknown value %r, using fsync", method)
+            method = "fsync"
+        self.committer = Committer(method=method)
+        if self.committer.fallback_reason:
+            log.warning("queue_commit_method = syncfs: %s; using fsync",
+                        self.committer.fallback_reason)
         self._qmgr_trigger_pending = False
         self.settings = settings_from_config(cfg)
         self.maps = AddressMaps.from_config(cfg)

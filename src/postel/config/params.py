@@ -964,6 +964,9 @@ _MIN: dict[str, int] = {
 _EXTENSIONS: tuple[Param, ...] = (
     Param("dns_nameservers", "", LIST,
           doc="Postel extension: DNS servers (ip or [ip]:port); empty = system resolver"),
+    Param("queue_commit_method", "syncfs", STR,
+          doc="Postel extension: how cleanup makes new queue files durable: syncfs (one "
+              "syncfs(2) per batch, Linux >= 5.8) or fsync (each file, then its directory)"),
 )
 
 

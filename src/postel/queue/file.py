@@ -440,13 +440,17 @@ class QueueFileWriter:
             self._io_error(exc, "write")
         self._state = _FINISHED
 
-    def sync_file(self) -> None:
-        """sync_file - fsync and close the finished temporary file."""
+    def sync_file(self, *, fsync: bool = True) -> None:
+        """sync_file - fsync and close the finished temporary file.
+
+        fsync=False only closes it: for a caller that makes the file durable
+        by other means before publish() (the committer's syncfs method)."""
         self._require(_FINISHED)
-        try:
-            os.fsync(self._fd)
-        except OSError as exc:
-            self._io_error(exc, "fsync")
+        if fsync:
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:
+                self._io_error(exc, "fsync")
         os.close(self._fd)
         self._fd = -1
         self._state = _SYNCED

@@ -1,0 +1,140 @@
+"""Group commit with syncfs(2): order, batching, errors, fallback to fsync."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+
+import pytest
+
+from postel.queue import (
+    Committer,
+    Envelope,
+    QueueDir,
+    QueueFileReader,
+    QueueFileWriter,
+    QueueFull,
+    Recipient,
+)
+from postel.queue import commit as commit_mod
+
+needs_syncfs = pytest.mark.skipif(bool(commit_mod.syncfs_unavailable()),
+                                  reason=commit_mod.syncfs_unavailable() or "syncfs available")
+
+
+@pytest.fixture
+def qd(tmp_path):
+    q = QueueDir(str(tmp_path / "q"))
+    q.create_dirs()
+    return q
+
+
+def _writer(qd, i=0):
+    w = QueueFileWriter(qd)
+    w.write_envelope(Envelope("s@x", recipients=[Recipient(f"r{i}@x")]))
+    w.write_content(b"Subject: %d\n\nbody\n" % i)
+    return w
+
+
+def _files(qd):
+    return sorted(n for _, _, names in os.walk(qd.queue_directory) for n in names)
+
+
+class _Events:
+    """Records renames, syncfs calls and fsyncs in order."""
+
+    def __init__(self, monkeypatch, fail: OSError | None = None) -> None:
+        self.events: list[tuple[str, str]] = []
+        real_rename, real_syncfs, real_fsync = os.rename, commit_mod.syncfs, os.fsync
+
+        def rename(src, dst):
+            real_rename(src, dst)
+            self.events.append(("rename", os.path.basename(dst)))
+
+        def syncfs(fd):
+            self.events.append(("syncfs", ""))
+            if fail is not None:
+                raise fail
+            real_syncfs(fd)
+
+        def fsync(fd):
+            self.events.append(("fsync", ""))
+            real_fsync(fd)
+
+        monkeypatch.setattr(os, "rename", rename)
+        monkeypatch.setattr(os, "fsync", fsync)
+        monkeypatch.setattr(commit_mod, "syncfs", syncfs)
+
+
+@needs_syncfs
+def test_syncfs_commit_order_and_batching(qd, monkeypatch):
+    rec = _Events(monkeypatch)
+    returned: dict[str, int] = {}
+
+    async def one(c, i):
+        w = _writer(qd, i)
+        path = await c.commit(w)
+        returned[w.qid] = len(rec.events)
+        return w.qid, path, i
+
+    async def main():
+        async with Committer(method="syncfs") as c:
+            assert c.method == "syncfs" and c.fallback_reason == ""
+            out = await asyncio.gather(*(one(c, i) for i in range(40)))
+            return out, c.batches
+
+    results, batches = asyncio.run(main())
+    syncs = [i for i, e in enumerate(rec.events) if e[0] == "syncfs"]
+    assert batches < 40 and len(syncs) == batches          # one syncfs per batch
+    assert not any(e[0] == "fsync" for e in rec.events)     # no per-file fsync
+    for qid, path, i in results:
+        renamed = rec.events.index(("rename", qid))
+        # a syncfs after the rename and before commit() returned
+        assert any(renamed < s < returned[qid] for s in syncs)
+        with QueueFileReader(path) as r:
+            assert r.read_content() == b"Subject: %d\n\nbody\n" % i
+    assert sorted(qd.scan("incoming")) == sorted(q for q, _, _ in results)
+    assert not any(n.endswith(".tmp") for n in _files(qd))
+
+
+@pytest.mark.parametrize("err,exc_type", [(errno.EIO, OSError), (errno.ENOSPC, QueueFull)])
+def test_syncfs_failure_fails_the_batch_and_removes_it(qd, monkeypatch, err, exc_type):
+    monkeypatch.setattr(commit_mod, "syncfs_unavailable", lambda: "")
+    _Events(monkeypatch, fail=OSError(err, os.strerror(err)))
+
+    async def main():
+        async with Committer(method="syncfs") as c:
+            return await asyncio.gather(*(c.commit(_writer(qd, i)) for i in range(5)),
+                                        return_exceptions=True)
+
+    out = asyncio.run(main())
+    assert all(isinstance(r, exc_type) and r.errno == err for r in out)
+    assert _files(qd) == []                                 # nothing half-acknowledged stays
+
+
+def test_syncfs_unavailable_falls_back_to_fsync(qd, monkeypatch):
+    monkeypatch.setattr(commit_mod, "syncfs_unavailable", lambda: "kernel 5.4.0 is older than 5.8")
+    rec = _Events(monkeypatch)
+
+    async def main():
+        async with Committer(method="syncfs") as c:
+            assert c.method == "fsync" and "5.8" in c.fallback_reason
+            return await c.commit(_writer(qd))
+
+    path = asyncio.run(main())
+    assert os.path.exists(path)
+    assert [e[0] for e in rec.events] == ["fsync", "rename", "fsync"]   # file, rename, directory
+
+
+def test_unknown_method_is_refused():
+    with pytest.raises(ValueError, match="fsync, syncfs"):
+        Committer(method="fdatasync")
+
+
+@pytest.mark.parametrize("release,want", [
+    ("6.1.0-18-amd64", (6, 1)), ("5.8.0", (5, 8)), ("5.4.0-99-generic", (5, 4)),
+    ("4.19.0+", (4, 19)), ("weird", (0, 0)), ("5.10rc1", (5, 10)),
+])
+def test_kernel_version(release, want):
+    assert commit_mod._kernel_version(release) == want
