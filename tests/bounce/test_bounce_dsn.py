@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from bounce_helpers import MSG, log_entry, make_conf, parse, report_parts, write_message
 
-from postel.bounce import dsn
 from postel.bounce.logfile import parse_log, read_log
-from postel.bounce.templates import default_templates, load_templates, parse_template_file
+from postel.mail import dsn
+from postel.mail.bounce_templates import default_templates, load_templates, parse_template_file
 from postel.queue import QueueDir
 from postel.queue.records import DSN_RET_FULL, DSN_RET_HDRS
 

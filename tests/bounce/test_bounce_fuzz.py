@@ -8,10 +8,10 @@ import email.policy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from postel.bounce import dsn
 from postel.bounce.logfile import format_entry, parse_log
-from postel.bounce.templates import default_templates
 from postel.config import load_config
+from postel.mail import dsn
+from postel.mail.bounce_templates import default_templates
 
 TEXT = st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF, blacklist_categories=("Cs",)),
                max_size=300)

@@ -8,9 +8,11 @@ DESCRIPTION
     delayed, and the service mails an RFC 3464 report through cleanup(8).
 
       logfile.py    the per-message log format: read_log, append_entry
-      templates.py  bounce(5) templates (Postfix's default texts)
-      dsn.py        building the multipart/report message
       service.py    the daemon and its request protocol
+
+    The bounce(5) templates and the multipart/report builder are
+    libraries (postel.mail.bounce_templates, postel.mail.dsn), shared
+    with pickup(8), which returns mail that cleanup rejects.
 
     Clients use postel.ipc.bounce_client (bounce_flush, bounce_warn,
     bounce_expire, trace_flush, bounce_append).  See docs/bounce.md.

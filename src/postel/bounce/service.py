@@ -68,7 +68,7 @@ PROTOCOL
     request gets status=4 and a warning in the log.
 
 STANDARDS
-    RFC 3461, RFC 3464, RFC 6522, RFC 3834 (see postel.bounce.dsn)
+    RFC 3461, RFC 3464, RFC 6522, RFC 3834 (see postel.mail.dsn)
 
 CONFIGURATION PARAMETERS
     myhostname, myorigin, mail_name          Reporting-MTA, From:
@@ -92,12 +92,12 @@ import sys
 import time
 
 from postel import log
-from postel.bounce import dsn as dsnmod
 from postel.bounce.logfile import LOG_FIELDS, append_entry, read_log
-from postel.bounce.templates import Template, load_templates
 from postel.ipc.attr import AttrError, AttrList, encode, read_attrs
 from postel.ipc.cleanup_client import CleanupClient, CleanupRefused
 from postel.ipc.client import ServiceUnavailable
+from postel.mail import dsn as dsnmod
+from postel.mail.bounce_templates import Template, load_templates
 from postel.queue import QueueDir
 from postel.queue.qid import qid_ok
 from postel.queue.records import DSN_NOTIFY_DELAY, DSN_NOTIFY_FAILURE, DSN_NOTIFY_SUCCESS

@@ -22,13 +22,20 @@ DESCRIPTION
         only the "encoding" attribute: a local user cannot forge
         client_name, protocol and the like;
       * the maildrop file is removed only after cleanup answered: status 0
-        (queued), or a permanent reject (5XX).  Postfix's cleanup returns
-        rejected local mail to the sender; Postel's cleanup has no bounce
-        path yet, so pickup logs "warning: QID: uid=N: message rejected by
-        cleanup: CODE DSN TEXT; removed" and removes the file (the
-        rejection itself is logged by cleanup).  A temporary failure
-        (4XX, cleanup unreachable) keeps the file and ends the scan; the
-        next trigger or wakeup tries again.
+        (queued), or a permanent reject (5XX).  Rejected local mail is
+        returned to the sender, as Postfix's cleanup does: pickup logs
+        "warning: QID: uid=N: message rejected by cleanup: CODE DSN TEXT;
+        returned to sender" and queues an RFC 3464 non-delivery
+        notification (the failure template of bounce(5), from
+        MAILER-DAEMON, each recipient "failed" with cleanup's status and
+        reason, the message or its header returned per RET and
+        $bounce_size_limit).  No notice goes to the null sender or to
+        recipients with NOTIFY=NEVER (without FAILURE).  When the notice
+        cannot be queued (cleanup unreachable) the file stays and is tried
+        again later; when cleanup rejects the notice too, the file is
+        removed with a warning.  A temporary failure (4XX, cleanup
+        unreachable) keeps the file and ends the scan; the next trigger or
+        wakeup tries again.
 
     Temporary files (names with a dot) are never touched: postdrop renames
     a file into place only once it is complete and on disk.
@@ -40,6 +47,8 @@ SECURITY
 CONFIGURATION PARAMETERS
     queue_directory                 where the maildrop queue is
     myhostname, mail_name           for the Received: header
+    bounce_size_limit (50000), bounce_template_file, myorigin
+                                    for notices about rejected mail
     hash_queue_names, hash_queue_depth
 """
 
@@ -48,11 +57,15 @@ from __future__ import annotations
 import os
 import stat
 import sys
+import time
 
 from postel import log
 from postel.ipc.skeleton import ServiceContext, trigger_server_main
+from postel.mail import dsn as dsnmod
+from postel.mail.bounce_templates import load_templates
 from postel.mail.headers import local_received_header
 from postel.queue import QueueDir, QueueFileCorrupt, QueueFileReader, quarantine
+from postel.queue.records import DSN_NOTIFY_FAILURE
 
 MAILDROP = "maildrop"
 CLEANUP_ENDPOINT = "public/cleanup"
@@ -78,6 +91,10 @@ class Pickup:
                            int(_get(cfg, "hash_queue_depth", "1")))
         self.myhostname = _get(cfg, "myhostname", "localhost")
         self.mail_name = _get(cfg, "mail_name", "Postel")
+        try:
+            self.bounce_size_limit = int(_get(cfg, "bounce_size_limit", "50000"))
+        except ValueError:
+            self.bounce_size_limit = 50000
         if cleanup is None:
             from postel.ipc.cleanup_client import CleanupClient
             cleanup = CleanupClient(queue_directory, CLEANUP_ENDPOINT)
@@ -164,13 +181,61 @@ class Pickup:
             _unlink(path)
             return DONE
         if 500 <= result.status < 600:
-            log.warning("%s: uid=%d: message rejected by cleanup: %d %s %s; removed",
-                        new_qid, uid, result.status, result.dsn, result.reason)
+            log.warning("%s: uid=%d: message rejected by cleanup: %d %s %s; %s",
+                        new_qid, uid, result.status, result.dsn, result.reason,
+                        "returned to sender" if env.sender else "removed")
+            if not await self.return_to_sender(new_qid, path, reader, result):
+                return RETRY_LATER
             _unlink(path)
             return DONE
         log.warning("%s: uid=%d: cleanup: %d %s %s; %s stays in the maildrop queue",
                     new_qid, uid, result.status, result.dsn, result.reason, qid)
         return RETRY_LATER
+
+
+    async def return_to_sender(self, qid: str, path: str, reader: QueueFileReader,
+                               result) -> bool:
+        """return_to_sender - a non-delivery notice for rejected mail; False: try again later."""
+        from postel.ipc.cleanup_client import CleanupRefused
+        from postel.ipc.client import ServiceUnavailable
+        env = reader.envelope
+        status = result.dsn if str(result.dsn or "").startswith("5.") else "5.0.0"
+        reason = f"message rejected by cleanup: {result.reason}".strip()
+        entries = [{"recipient": r.address, "orig_rcpt": r.orig_rcpt, "dsn_orcpt": r.dsn_orcpt,
+                    "dsn_notify": str(r.dsn_notify), "status": status, "action": "failed",
+                    "reason": reason}
+                   for r in reader.recipients if not r.done
+                   and (r.dsn_notify == 0 or r.dsn_notify & DSN_NOTIFY_FAILURE)]
+        if not env.sender or not entries:
+            return True
+        report = dsnmod.Report(kind="failure", queue_id=qid, notice_qid="", to=env.sender,
+                               sender=env.sender, entries=entries, dsn_envid=env.dsn_envid,
+                               now=time.time())
+        try:
+            msg = await self.cleanup.open("map_ok")
+        except (CleanupRefused, ServiceUnavailable, OSError) as exc:
+            log.warning("%s: sender non-delivery notification: cannot queue: %s", qid, exc)
+            return False
+        report.notice_qid = msg.queue_id
+        try:
+            orig = dsnmod.read_original(path, dsnmod.returned_headers_only(report, env.dsn_ret),
+                                        self.bounce_size_limit)
+            data = dsnmod.build_notice(report, load_templates(self.cfg).failure, self.cfg, orig)
+            attrs = {"rewrite_context": "local"}
+            if not data.isascii():
+                attrs["encoding"] = "8bitmime"
+            await msg.envelope("", [(env.sender, "", 0)], attrs)
+            await msg.write(data)
+            notice = await msg.close()
+        except (ServiceUnavailable, OSError) as exc:
+            log.warning("%s: sender non-delivery notification: %s", qid, exc)
+            return False
+        if not notice.ok:
+            log.warning("%s: sender non-delivery notification: cleanup said %s %s %s; "
+                        "message removed", qid, notice.status, notice.dsn, notice.reason)
+            return notice.status >= 500
+        log.info("%s: sender non-delivery notification: %s", qid, notice.queue_id or msg.queue_id)
+        return True
 
 
 def _unlink(path: str) -> None:

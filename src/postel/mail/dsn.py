@@ -1,7 +1,7 @@
 """dsn - RFC 3464 delivery status notifications
 
 SYNOPSIS
-    from postel.bounce.dsn import Original, read_original, Report, build_notice
+    from postel.mail.dsn import Original, read_original, Report, build_notice
 
     orig = read_original(path, headers_only=False, size_limit=50000)
     text = build_notice(Report(kind="failure", ...), template, cfg, orig)   # bytes, LF lines
@@ -80,7 +80,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from postel.bounce.templates import Template
+from postel.mail.bounce_templates import Template
 from postel.mail.headers import mail_date
 from postel.queue import QueueFileReader
 from postel.queue.records import DSN_RET_FULL, DSN_RET_HDRS

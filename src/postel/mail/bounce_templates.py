@@ -1,7 +1,7 @@
-"""templates - bounce(5) message templates
+"""bounce_templates - bounce(5) message templates
 
 SYNOPSIS
-    from postel.bounce.templates import Template, Templates, load_templates
+    from postel.mail.bounce_templates import Template, Templates, load_templates
 
     tpl = load_templates(cfg)            # defaults, or $bounce_template_file
     tpl.failure.subject, tpl.failure.body(cfg_expand)
