@@ -45,8 +45,16 @@ DESCRIPTION
     alone.  Scheduling (concurrency windows, feedback, dead destinations,
     rate delays, round robin) is described in postel.qmgr.sched.
 
+    Recipients are read in slices: at most $qmgr_message_recipient_limit
+    recipients of all active messages are held in memory (each message
+    gets at least $qmgr_message_recipient_minimum); a message's next slice
+    is read from its queue file when the previous one has its outcomes,
+    and no new message is activated while the limit is reached.
+
 CONFIGURATION PARAMETERS
     qmgr_message_active_limit (20000)     messages in the active queue
+    qmgr_message_recipient_limit (20000)  recipients of active messages in memory
+    qmgr_message_recipient_minimum (10)   recipients read per message at least
     queue_run_delay (300s)                deferred queue scan interval
     minimal_backoff_time (300s)           shortest retry interval; dead sites
     maximal_backoff_time (4000s)          longest retry interval
@@ -107,7 +115,9 @@ class MsgData:
     dsn_envid: str = ""
     dsn_ret: int = 0
     warn_time: int = 0
-    rcpts: list[DeliverRcpt] = field(default_factory=list)
+    rcpts: list[DeliverRcpt] = field(default_factory=list)   # the slice in memory
+    next_rcpt: int = 0              # index of the first recipient not read yet
+    total_rcpts: int = 0            # recipient records in the queue file
 
 
 def _param(cfg, name: str, kind: str, default):
@@ -167,6 +177,9 @@ class Qmgr:
         self.max_life = _param(cfg, "maximal_queue_lifetime", "time", 5 * 86400.0)
         self.bounce_life = _param(cfg, "bounce_queue_lifetime", "time", 5 * 86400.0)
         self.connect_timeout = _param(cfg, "qmgr_ipc_timeout", "time", 60.0)
+        self.rcpt_limit = max(1, _param(cfg, "qmgr_message_recipient_limit", "int", 20000))
+        self.rcpt_minimum = max(1, _param(cfg, "qmgr_message_recipient_minimum", "int", 10))
+        self.rcpts_in_core = 0          # recipients of active messages held in memory
         self.proc_limits = self._process_limits()
         self.sched = Scheduler(lambda n: transport_params(cfg, n, self.proc_limits.get(
             n, _param(cfg, "default_process_limit", "int", 100))))
@@ -216,7 +229,7 @@ class Qmgr:
         """scan - move eligible files of queue to active/ and schedule them."""
         scan_all = self.scan_all and queue == "deferred"
         for qid in list(self.qd.scan(queue)):
-            if len(self.active) >= self.active_limit:
+            if len(self.active) >= self.active_limit or self.rcpts_in_core >= self.rcpt_limit:
                 return
             if qid in self.active:
                 continue
@@ -252,24 +265,64 @@ class Qmgr:
         try:
             env = qf.envelope
             data = MsgData(qid, env.sender, env.time or now, now, qf.message_size,
-                           dict(env.attrs), env.dsn_envid, env.dsn_ret, env.warn_time,
-                           [DeliverRcpt(r.address, r.orig_rcpt, r.offset, r.dsn_orcpt,
-                                        r.dsn_notify)
-                            for r in qf.recipients if not r.done])
+                           dict(env.attrs), env.dsn_envid, env.dsn_ret, env.warn_time)
             log.info("%s: from=<%s>, size=%d, nrcpt=%d (queue active)", qid, env.sender,
                      qf.message_size, len(qf.recipients))
             with contextlib.suppress(OSError):
                 os.unlink(self.qd.path("defer", qid))      # a fresh attempt
             msg = Msg(qid, data=data)
             self.active[qid] = msg
-            routes, outcomes = [], []
-            for rcpt in data.rcpts:
-                route = await self.route(env, rcpt, data, qf)
-                if isinstance(route, str):
-                    outcomes.append(route)
-                else:
-                    routes.append(route)
-            self.sched.add(msg, routes, now, outcomes=outcomes)
+            await self._schedule_slice(msg, qf, now)
+        finally:
+            qf.close()
+
+    def _read_slice(self, data: MsgData, qf) -> None:
+        """_read_slice - the next recipients not done, as many as the in-core limit allows.
+
+        As Postfix's qmgr: qmgr_message_recipient_limit bounds the recipients of all
+        active messages held in memory; a message gets at least
+        qmgr_message_recipient_minimum; the rest are read when this slice is finished.
+        """
+        room = max(self.rcpt_minimum, self.rcpt_limit - self.rcpts_in_core)
+        recipients = qf.recipients
+        i, out = data.next_rcpt, []
+        while i < len(recipients) and len(out) < room:
+            r = recipients[i]
+            i += 1
+            if not r.done:
+                out.append(DeliverRcpt(r.address, r.orig_rcpt, r.offset, r.dsn_orcpt,
+                                       r.dsn_notify))
+        data.rcpts, data.next_rcpt, data.total_rcpts = out, i, len(recipients)
+        self.rcpts_in_core += len(out)
+
+    async def _schedule_slice(self, msg: Msg, qf, now: float) -> None:
+        """_schedule_slice - read, resolve and queue the next slice of msg's recipients."""
+        data: MsgData = msg.data
+        self._read_slice(data, qf)
+        routes, outcomes = [], []
+        for rcpt in data.rcpts:
+            route = await self.route(qf.envelope, rcpt, data, qf)
+            if isinstance(route, str):
+                outcomes.append(route)
+            else:
+                routes.append(route)
+        self.sched.add(msg, routes, now, outcomes=outcomes)
+
+    async def _more_recipients(self, msg: Msg, now: float) -> bool:
+        """_more_recipients - schedule msg's next slice; False when every one was read."""
+        data: MsgData = msg.data
+        self.rcpts_in_core -= len(data.rcpts)
+        data.rcpts = []
+        if data.next_rcpt >= data.total_rcpts:
+            return False                    # the common case: one slice was enough
+        qf = self._read(msg.qid)
+        if qf is None:
+            return False
+        try:
+            if data.next_rcpt >= len(qf.recipients):
+                return False
+            await self._schedule_slice(msg, qf, now)
+            return True
         finally:
             qf.close()
 
@@ -377,6 +430,8 @@ class Qmgr:
         """finish - remove, bounce or defer a message whose recipients all have an outcome."""
         data: MsgData = msg.data
         qid = msg.qid
+        if await self._more_recipients(msg, now):
+            return
         self.active.pop(qid, None)
         if msg.deferred:
             life = self.bounce_life if data.sender == "" else self.max_life
