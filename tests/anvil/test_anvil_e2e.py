@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import smtplib
 import sys
 
@@ -21,6 +22,8 @@ def _smtp(inst: Instance) -> smtplib.SMTP:
 def test_connection_count_limit_third_client_gets_421(tmp_path):
     with Instance(tmp_path, extra_main=LIMITS) as inst:
         inst.start()
+        # start() probed the port: let that session's anvil disconnect happen first
+        inst.wait_log(r"disconnect from localhost\[127\.0\.0\.1\] commands=0")
         one, two = _smtp(inst), _smtp(inst)
         assert one.ehlo()[0] == 250 and two.ehlo()[0] == 250
         try:
@@ -51,10 +54,13 @@ def test_mail_flows_without_anvil_and_smtpd_warns_once(tmp_path):
     with Instance(tmp_path, extra_main=LIMITS) as inst:
         inst.remove_master("anvil ")
         inst.start()
-        for _ in range(2):
+        for _ in range(4):
             with _smtp(inst) as s:
                 refused = s.sendmail("sender@example.com", ["anyone@localhost"],
                                      b"Subject: no anvil\r\n\r\nbody\r\n")
                 assert refused == {}
         inst.wait_log(r"postel/cleanup\[\d+\]: \w+: message-id=", timeout=20)
-        assert inst.count_log(r"continuing without client limits") == 1
+        # once per smtpd process, not once per session
+        pids = re.findall(r"smtpd\[(\d+)\]: warning: connect to private/anvil service: .*"
+                          r"continuing without client limits", inst.log_text())
+        assert pids and len(pids) == len(set(pids))
