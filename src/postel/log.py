@@ -25,6 +25,12 @@ DESCRIPTION
       * stdout, in addition (log.init(..., stdout=True)), for postel start-fg.
       * stderr, in addition, for interactive commands (log.init(..., stderr=True)),
         where the message is printed without the timestamp prefix.
+      * postlogd(8): a command that may not be able to open maillog_file
+        (run by an ordinary user) passes postlog_socket=$queue_directory/
+        public/postlog; when maillog_file is set and that socket exists,
+        each line is sent there as one datagram instead, and written
+        directly only when the send fails.  Daemons write directly: a
+        datagram costs twice an O_APPEND write (docs/postlogd.md).
 
     fatal() logs and exits with status 1 (a configuration or environment
     problem: master restarts the process later); panic() logs and aborts (a
@@ -69,6 +75,7 @@ class _State:
     stderr = False
     stdout = False
     verbose = 0
+    postlog_sock: socket.socket | None = None
 
 
 _s = _State()
@@ -76,7 +83,7 @@ _s = _State()
 
 def init(process_name: str, *, syslog_name: str = "postel", maillog_file: str = "",
          use_syslog: bool | None = None, facility: str = "mail", stderr: bool = False,
-         stdout: bool = False, verbose: int = 0) -> None:
+         stdout: bool = False, verbose: int = 0, postlog_socket: str = "") -> None:
     """init - choose the tag and destinations for this process.
 
     stdout=True copies every full log line to standard output as well
@@ -90,7 +97,12 @@ def init(process_name: str, *, syslog_name: str = "postel", maillog_file: str = 
     _s.verbose = verbose
     _close_file()
     _s.file_path = maillog_file
-    if maillog_file:
+    if _s.postlog_sock is not None:
+        _s.postlog_sock.close()
+        _s.postlog_sock = None
+    if maillog_file and postlog_socket and maillog_file not in ("/dev/stdout", "/dev/stderr"):
+        _s.postlog_sock = _connect_postlog(postlog_socket)
+    if maillog_file and _s.postlog_sock is None:
         _open_file(maillog_file)
     if use_syslog is None:
         use_syslog = not maillog_file and os.geteuid() == 0
@@ -107,9 +119,23 @@ def set_process_name(process_name: str) -> None:
 
 def reopen() -> None:
     """reopen - reopen maillog_file (after rotation, or after fork)."""
-    if _s.file_path:
+    if _s.file_path and _s.postlog_sock is None:
         _close_file()
         _open_file(_s.file_path)
+
+
+def _connect_postlog(path: str) -> socket.socket | None:
+    """_connect_postlog - a datagram socket connected to postlogd, or None."""
+    try:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    except OSError:
+        return None
+    try:
+        sock.connect(path)
+    except OSError:
+        sock.close()
+        return None
+    return sock
 
 
 def _close_file() -> None:
@@ -152,6 +178,13 @@ def _emit(level: str, text: str) -> None:
         text = text[:LINE_LIMIT] + "..."
     if level != "info":
         text = f"{level}: {text}"
+    if _s.postlog_sock is not None:
+        try:
+            _s.postlog_sock.send((format_line(text) + "\n").encode("utf-8", "backslashreplace"))
+        except OSError:
+            _s.postlog_sock.close()
+            _s.postlog_sock = None
+            _open_file(_s.file_path)        # postlogd went away: write directly
     if _s.file_fd is not None or _s.stdout:
         line = (format_line(text) + "\n").encode("utf-8", "backslashreplace")
         for fd in (_s.file_fd, 1 if _s.stdout else None):

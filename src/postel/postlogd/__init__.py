@@ -1,0 +1,1 @@
+"""postlogd - Postel logging server (see postel.postlogd.service)."""
