@@ -116,3 +116,23 @@ def test_discard_agent_socket(setup):
     assert "dsn=2.0.0, status=sent (silently dropped)" in text
     assert "status=sent (discarded)" in text
     assert not os.path.exists(qd.path("bounce", qid))
+
+
+@pytest.mark.parametrize("service, deliver, nexthop, status, text", [
+    ("error", error.deliver, "5.1.1 user unknown", "bounced",
+     "dsn=5.1.1, status=undeliverable (user unknown)"),
+    ("retry", error.deliver, "mailbox busy", "bounced",
+     "dsn=4.0.0, status=undeliverable (mailbox busy)"),
+    ("discard", discard.deliver, "dropped", "sent", "dsn=2.0.0, status=deliverable (dropped)"),
+])
+def test_agents_answer_verify_with_their_outcome(setup, service, deliver, nexthop, status, text):
+    """sendmail -bv through error/retry/discard: the agent's own verdict, only in trace/."""
+    qd, cfgdir, logfile, tmp = setup
+    qid, path, rcpts = _message(qd, 1)
+    req = DeliverRequest("active", qid, nexthop, "s@example.org", rcpts, transport=service,
+                         flags=frozenset({"verify"}))
+    [reply] = _run(service, deliver, cfgdir, str(tmp / "sock"), [req])
+    assert reply.rcpt_status == [status]
+    assert text in logfile.read_text()
+    assert [e["recipient"] for e in read_log(qd.path("trace", qid))] == ["r0@example.com"]
+    assert not os.path.exists(qd.path("bounce", qid)) and not os.path.exists(qd.path("defer", qid))

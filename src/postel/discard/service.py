@@ -49,6 +49,10 @@ async def deliver(req: DeliverRequest, dctx: DeliveryContext, ctx: ServiceContex
         sent(dctx, rcpt, "none", dsn, reason)
 
 
+# sendmail -bv: the outcome is the report (deliverable with the nexthop text).
+deliver.handles_verify = True  # type: ignore[attr-defined]
+
+
 def main(argv: list[str]) -> int:
     """main - run the discard service."""
     return delivery_agent_main("discard", argv, deliver)

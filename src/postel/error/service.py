@@ -63,6 +63,10 @@ async def deliver(req: DeliverRequest, dctx: DeliveryContext, ctx: ServiceContex
         report(dctx, rcpt, "none", dsn, reason)
 
 
+# sendmail -bv: the outcome is the report (undeliverable with the nexthop text); nothing to undo.
+deliver.handles_verify = True  # type: ignore[attr-defined]
+
+
 def main(argv: list[str]) -> int:
     """main - run the error (or retry) service."""
     return delivery_agent_main("error", argv, deliver)
