@@ -1,0 +1,1 @@
+"""spawn - Postel external command spawner (see postel.spawn.service)."""
