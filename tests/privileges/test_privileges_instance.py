@@ -279,3 +279,14 @@ def test_master_refuses_root_mail_owner(tmp_path):
         assert not instance_pids(inst.dir)
     finally:
         inst.cleanup()
+
+
+def test_mail_owner_can_reach_python_and_postel(tmp_path):
+    inst = Instance(tmp_path)
+    try:
+        assert control.unreachable_code(USER) == []
+        assert control.unsearchable_parents(inst.queue_dir, USER) == []
+        cp = inst.postel("check")
+        assert cp.returncode == 0 and "not searchable" not in cp.stderr
+    finally:
+        inst.cleanup()
