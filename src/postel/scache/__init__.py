@@ -1,0 +1,1 @@
+"""scache - Postel shared connection cache (see postel.scache.service)."""
