@@ -66,6 +66,7 @@ LOG_ATTRS = ("client_name", "client_address", "client_port", "helo_name", "proto
              "reverse_client_name", "server_address", "server_port", "trace_flags")
 REQUEST_LIMITS = Limits(max_value=256 * 1024, max_count=100000, max_total=64 * 1024 * 1024)
 HEADER_BUFFER_LIMIT = 4 * 1024 * 1024     # primary header records held before the envelope
+SPACE_CACHE = 1.0                         # seconds one statvfs(2) answers queue_minfree checks
 
 R_STORAGE = (452, "4.3.1", "Insufficient system storage")
 R_WRITE = (451, "4.3.0", "Error: queue file write error")
@@ -92,6 +93,7 @@ class CleanupService:
             "queue_directory": queue_directory,
             "hash_queue_names": _cfg(cfg, "str", "hash_queue_names", "deferred, defer"),
             "hash_queue_depth": str(_cfg(cfg, "int", "hash_queue_depth", 1))})
+        self.qd.space_cache = SPACE_CACHE
         method = _cfg(cfg, "str", "queue_commit_method", "syncfs").strip().lower() or "syncfs"
         if method not in COMMIT_METHODS:
             log.warning("queue_commit_method: unknown value %r, using fsync", method)
@@ -211,7 +213,8 @@ class Job:
         self.dups: set = set()
         svc.qd.check_space(None, svc.queue_minfree, svc.settings.message_size_limit)
         self.writer = QueueFileWriter(svc.qd, "incoming", qid=self.qid,
-                                      line_length_limit=svc.settings.line_length_limit)
+                                      line_length_limit=svc.settings.line_length_limit,
+                                      lazy=True)
 
     # ------------------------------------------------------------ failures
 
@@ -516,10 +519,9 @@ async def serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
                 if job is not None:
                     job.drop()
                 try:
-                    # Creating a file can wait for a directory fsync of the
-                    # committer: keep that off the event loop.
-                    job = await asyncio.to_thread(Job, svc, parse_flags(req.get("flags")),
-                                                  new_qid())
+                    # No disk access here: the writer is lazy (the committer's
+                    # thread creates small files) and statvfs is cached.
+                    job = Job(svc, parse_flags(req.get("flags")), new_qid())
                 except QueueFull as exc:
                     log.warning("%s", exc)
                     await write_attrs(writer, _reply(R_STORAGE, ""))

@@ -13,11 +13,12 @@ DESCRIPTION
     The committer shares that cost between messages that finish at about
     the same time:
 
-    1.  commit(w) completes the file (w.finish(): end record, final size
-        record) in the caller, queues the writer and waits.
+    1.  commit(w) queues the writer and waits.
     2.  One flusher task per committer takes everything queued so far as a
-        batch (at most max_batch files) and makes it durable on a small
-        thread pool, with one of two methods:
+        batch (at most max_batch files), completes each file on a small
+        thread pool (w.finish(): end record, final size record; a lazy
+        writer creates its file only now) and makes the batch durable, with
+        one of two methods:
 
         fsync   fsync each file of the batch in parallel (the kernel merges
                 concurrent journal commits), rename each to its final name,
@@ -157,7 +158,6 @@ class Committer:
 
     async def commit(self, writer: QueueFileWriter) -> str:
         """commit - return the final path once the file and its name are durable."""
-        writer.finish()
         loop = asyncio.get_running_loop()
         fut: asyncio.Future = loop.create_future()
         self._pending.append((writer, fut))
@@ -194,7 +194,7 @@ class Committer:
         if self.method == "syncfs":
             return await loop.run_in_executor(self._pool, self._syncfs_batch, writers)
         synced = await asyncio.gather(
-            *(loop.run_in_executor(self._pool, w.sync_file) for w in writers),
+            *(loop.run_in_executor(self._pool, _finish_and_sync, w) for w in writers),
             return_exceptions=True)
         return await loop.run_in_executor(self._pool, _publish_batch, writers, synced)
 
@@ -221,6 +221,7 @@ class Committer:
             for i in members:
                 w = writers[i]
                 try:
+                    w.finish()
                     w.sync_file(fsync=False)           # close only
                     results[i] = w.publish()
                     published.append(i)
@@ -252,6 +253,12 @@ class Committer:
 
     async def __aexit__(self, *exc: object) -> None:
         self.close()
+
+
+def _finish_and_sync(w: QueueFileWriter) -> None:
+    """_finish_and_sync - complete the file (end and size records), then fsync it."""
+    w.finish()
+    w.sync_file()
 
 
 def _publish_batch(writers: list[QueueFileWriter],

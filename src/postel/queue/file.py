@@ -21,6 +21,10 @@ DESCRIPTION
 
     Writing.  The writer creates "<qid>.tmp" with O_EXCL, mode 0600, in the
     directory where the file will live, and writes the C record with zeros.
+    With lazy=True the file is created only when the first 64 KiB are
+    written or at finish(), so a small message costs no file system call
+    until it is committed (cleanup: the committer's thread then creates,
+    writes and publishes it, and the event loop never waits for the disk).
     Records are buffered and written with write(2) in 64 KiB pieces.
     Content is stored line by line like Postfix does: write_content() takes
     raw message bytes with LF or CRLF line ends (chunks may split lines
@@ -160,7 +164,8 @@ class QueueFileWriter:
     """Writes one new queue file under a temporary name; commit makes it visible."""
 
     def __init__(self, qd: QueueDir, queue_name: str = "incoming", *, qid: str | None = None,
-                 line_length_limit: int = LINE_LENGTH_LIMIT, mode: int = 0o600) -> None:
+                 line_length_limit: int = LINE_LENGTH_LIMIT, mode: int = 0o600,
+                 lazy: bool = False) -> None:
         self.qd = qd
         self.queue_name = queue_name
         self.qid = qid or new_qid()
@@ -181,7 +186,8 @@ class QueueFileWriter:
         self._attr_count = 0
         self._pending = b""              # incomplete last line of write_content
         self.message_size = 0
-        self._open()
+        if not lazy:
+            self._open()
         self._buf += rec.encode(rec.REC_TYPE_SIZE, rec.format_size(0, 0, 0, 0, 0, 0, 0))
         self._offset = len(self._buf)
 
@@ -228,6 +234,8 @@ class QueueFileWriter:
         if self._state == _CONTENT:
             self._content_crc = zlib.crc32(memoryview(self._buf)[self._crc_mark:], self._content_crc)
         self._crc_mark = 0
+        if self._fd < 0:
+            self._open()
         try:
             _write_all(self._fd, self._buf)
         except OSError as exc:

@@ -45,7 +45,8 @@ DESCRIPTION
     refuses (QueueFull) unless the file system has at least
     max(queue_minfree, 1.5 * max(message_size_limit, size_estimate)) bytes
     free (size_estimate: the client's SIZE= value, if any;
-    message_size_limit 0 means no limit).
+    message_size_limit 0 means no limit).  A busy writer (cleanup) sets
+    space_cache to reuse one statvfs(2) answer for that many seconds.
 
 CONFIGURATION PARAMETERS
     queue_directory            where the queues live
@@ -141,6 +142,8 @@ class QueueDir:
         if not 1 <= int(hash_queue_depth) <= MAX_HASH_DEPTH:
             raise ValueError(f"hash_queue_depth: must be 1..{MAX_HASH_DEPTH}, not {hash_queue_depth}")
         self.hash_queue_depth = int(hash_queue_depth)
+        self.space_cache = 0.0           # seconds a free_space() answer may be reused
+        self._space: tuple[float, int] | None = None
 
     @classmethod
     def from_params(cls, params: Mapping[str, str]) -> QueueDir:
@@ -256,8 +259,15 @@ class QueueDir:
 
     def free_space(self) -> int:
         """free_space - bytes available to unprivileged writers in queue_directory."""
+        if self.space_cache > 0:
+            now = time.monotonic()
+            if self._space is not None and now - self._space[0] < self.space_cache:
+                return self._space[1]
         st = os.statvfs(self.queue_directory)
-        return st.f_bavail * st.f_frsize
+        free = st.f_bavail * st.f_frsize
+        if self.space_cache > 0:
+            self._space = (now, free)
+        return free
 
     def space_ok(self, size_estimate: int | None = None, queue_minfree: int = 0,
                  message_size_limit: int = 10240000) -> bool:
