@@ -96,10 +96,9 @@ def test_swaks_message_is_queued_byte_for_byte(tmp_path):
         assert b"Subject: e2e test\n" in content
         # swaks dot-stuffs the body on the wire ("..." for ".."); smtpd unstuffs it again
         assert b"\n\nfirst line\nsecond line\n..starts with two dots\n" in content
-        log = inst.log_text()
-        assert re.search(rf"postel/smtpd\[\d+\]: {qid}: client=localhost\[127\.0\.0\.1\]", log)
-        assert re.search(r"disconnect from localhost\[127\.0\.0\.1\] ehlo=1 mail=1 rcpt=1 data=1 "
-                         r"quit=1 commands=5", log)
+        inst.wait_log(rf"postel/smtpd\[\d+\]: {qid}: client=localhost\[127\.0\.0\.1\]")
+        inst.wait_log(r"disconnect from localhost\[127\.0\.0\.1\] ehlo=1 mail=1 rcpt=1 data=1 "
+                      r"quit=1 commands=5")
 
 
 def test_smtplib_esmtp_extensions_and_dsn_fields(tmp_path):
