@@ -50,10 +50,19 @@ def load(prog: str, config_dir: str | None):
         maillog_file = cfg.get("maillog_file")
     except (ConfigError, KeyError, ValueError) as exc:
         raise Fatal(str(exc), 1) from None
-    if maillog_file in ("/dev/stdout", "/dev/stderr"):
-        maillog_file = ""           # a command's output must stay clean
+    if maillog_file in ("/dev/stdout", "/dev/stderr") or not maillog_writable(maillog_file):
+        maillog_file = ""           # a command's output must stay clean; users may not write the log
     log.init(prog, syslog_name=syslog_name, maillog_file=maillog_file, use_syslog=False)
     return cfg
+
+
+def maillog_writable(path: str) -> bool:
+    """maillog_writable - may this (real) user append to the mail log file?"""
+    if not path or path.startswith("/dev/"):
+        return True
+    if os.path.exists(path):
+        return os.access(path, os.W_OK)
+    return os.access(os.path.dirname(path) or ".", os.W_OK)
 
 
 def queue_dir(cfg) -> QueueDir:

@@ -84,6 +84,7 @@ from postel.commands._qadmin import (
     Fatal,
     fatal,
     load,
+    maillog_writable,
     queue_dir,
     warn,
 )
@@ -269,11 +270,7 @@ def _maillog_writable(config_dir: str | None) -> bool:
         path = load_config(config_dir).get("maillog_file")
     except (ConfigError, KeyError, ValueError):
         return True                         # load() reports the error
-    if not path or path.startswith("/dev/"):
-        return True
-    if os.path.exists(path):
-        return os.access(path, os.W_OK)
-    return os.access(os.path.dirname(path) or ".", os.W_OK)
+    return maillog_writable(path)
 
 
 def _load_quiet(config_dir: str | None):

@@ -96,6 +96,7 @@ from postel.commands._qadmin import (
     Fatal,
     fatal,
     load,
+    maillog_writable,
     queue_dir,
     warn,
 )
@@ -564,7 +565,7 @@ def dispatch(req: Request, config_dir: str | None) -> int:
 
 def _log_file(cfg) -> str:
     f = cfg.get("maillog_file")
-    return "" if f in ("/dev/stdout", "/dev/stderr") else f
+    return "" if f in ("/dev/stdout", "/dev/stderr") or not maillog_writable(f) else f
 
 
 def sendmail_main(argv: list[str], config_dir: str | None = None) -> int:
