@@ -200,6 +200,9 @@ class QueueFileWriter:
             except FileNotFoundError:
                 self.qd.ensure_dir(self.queue_name, self.qid)
                 self._fd = os.open(self.temp_path, flags, 0o600)
+            owner = self.qd.root_owner_fix(self.queue_name)
+            if owner is not None:
+                os.fchown(self._fd, *owner)
         except OSError as exc:
             self._state = _ABORTED
             if exc.errno in _SPACE_ERRNOS:

@@ -63,6 +63,7 @@ DIAGNOSTICS
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -143,6 +144,7 @@ class QueueDir:
             raise ValueError(f"hash_queue_depth: must be 1..{MAX_HASH_DEPTH}, not {hash_queue_depth}")
         self.hash_queue_depth = int(hash_queue_depth)
         self.space_cache = 0.0           # seconds a free_space() answer may be reused
+        self._owners: dict[str, tuple[int, int]] = {}
         self._space: tuple[float, int] | None = None
 
     @classmethod
@@ -194,7 +196,30 @@ class QueueDir:
             if not os.path.isdir(top):
                 raise FileNotFoundError(errno.ENOENT, "queue directory does not exist", top)
             os.makedirs(d, mode=0o700, exist_ok=True)
+            owner = self.root_owner_fix(queue_name)
+            if owner is not None:
+                with contextlib.suppress(OSError):
+                    os.chown(d, *owner)
         return d
+
+    def root_owner_fix(self, queue_name: str) -> tuple[int, int] | None:
+        """root_owner_fix - (uid, gid) to give new files and directories when running as root.
+
+        A command run by root (postsuper, a test, sendmail) must not leave root-owned
+        files where the daemons, running as mail_owner, need to read and rename them:
+        they take the owner of the queue's top directory, as Postfix's files are
+        owned by mail_owner.  None when not root or nothing to change.
+        """
+        if os.geteuid() != 0 or queue_name == "maildrop":
+            return None     # maildrop files keep their submitter's uid: pickup logs it
+        cached = self._owners.get(queue_name)
+        if cached is None:
+            try:
+                st = os.stat(self.queue_path(queue_name))
+            except OSError:
+                return None
+            cached = self._owners[queue_name] = (st.st_uid, st.st_gid)
+        return None if cached[0] == 0 else cached
 
     def move(self, qid: str, from_queue: str, to_queue: str) -> str:
         """move - rename a queue file into another queue; returns the new path."""
