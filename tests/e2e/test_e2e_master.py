@@ -226,3 +226,18 @@ def test_start_fg_logs_on_stdout_and_stops_on_sigterm(tmp_path):
         assert b"terminating on signal 15" in out
         assert "daemon started" in inst.log_text()     # and in maillog_file as well
         assert _wait(lambda: inst.pids() == [])
+
+
+def test_start_refuses_a_bad_parameter_value_naming_file_and_line(tmp_path):
+    inst = Instance(tmp_path, extra_main={"smtpd_timeout": "abc"})
+    try:
+        cp = inst.postel("start")
+        assert cp.returncode == 1
+        assert re.search(r"fatal: \S+/main\.cf, line \d+: parameter smtpd_timeout: bad time value",
+                         cp.stderr), cp.stderr
+        assert "Traceback" not in cp.stderr
+        assert inst.master_pid() is None
+        check = inst.postel("check")
+        assert check.returncode == 1 and "smtpd_timeout" in check.stderr
+    finally:
+        inst.cleanup()

@@ -122,18 +122,31 @@ def _init_log(cfg) -> None:
         log.init(SCRIPT, stderr=True)
 
 
-def _load(config_dir: str | None):
-    """_load - the configuration, or None after printing why not."""
+def _load(config_dir: str | None, validate: bool = False):
+    """_load - the configuration, or None after printing why not.
+
+    validate=True (start, start-fg, check) also checks every explicit main.cf
+    value against its declared kind, so that a typo stops the start with a
+    message naming file, line and parameter instead of a daemon crash loop.
+    """
     from postel.config import ConfigError, load_config
     try:
         cfg = load_config(config_dir)
         cfg.master_entries()
-        return cfg
+        problems = cfg.validate() if validate else []
     except (ConfigError, KeyError, ValueError) as exc:
         log.init(SCRIPT, stderr=True)
         with contextlib.suppress(log.FatalError):
             log.fatal("%s", exc)
         return None
+    if problems:
+        log.init(SCRIPT, stderr=True)
+        for problem in problems[:-1]:
+            log.error("%s", problem)
+        with contextlib.suppress(log.FatalError):
+            log.fatal("%s", problems[-1])
+        return None
+    return cfg
 
 
 # -- postel init
@@ -646,7 +659,7 @@ def _warn_unreachable(cfg) -> None:
 
 def start_main(argv: list[str], config_dir: str | None) -> int:
     """start_main - start master in the background and wait until it is ready."""
-    cfg = _load(config_dir)
+    cfg = _load(config_dir, validate=True)
     if cfg is None:
         return 1
     _init_log(cfg)
@@ -706,7 +719,7 @@ def _read_answer(fd: int, timeout: float) -> str:
 
 def start_fg_main(argv: list[str], config_dir: str | None) -> int:
     """start_fg_main - run master in the foreground."""
-    cfg = _load(config_dir)
+    cfg = _load(config_dir, validate=True)
     if cfg is None:
         return 1
     _init_log(cfg)
@@ -788,7 +801,7 @@ def status_main(argv: list[str], config_dir: str | None) -> int:
 
 def check_main(argv: list[str], config_dir: str | None) -> int:
     """check_main - report configuration and file-system problems."""
-    cfg = _load(config_dir)
+    cfg = _load(config_dir, validate=True)
     if cfg is None:
         return 1
     _init_log(cfg)
