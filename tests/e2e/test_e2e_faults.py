@@ -56,7 +56,7 @@ KNOWN_BUGS = {
     "after_log": False,
     # after master's death, children drain their clients for $daemon_timeout
     # (5 hours) instead of exiting: smtpd keeps serving a busy client
-    "orphans": True,
+    "orphans": False,
 }
 
 # Which processes may be killed, and the master.cf services that run them.

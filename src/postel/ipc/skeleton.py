@@ -121,6 +121,7 @@ STAT_BUSY = ord("B")
 STAT_USED = ord("U")
 
 DEFAULT_CONCURRENCY = 200
+ORPHAN_DRAIN_LIMIT = 5.0    # seconds of draining after master has gone
 TRIGGER_MAX = 1024          # bytes read from one trigger request
 TRIGGER_TIMEOUT = 10.0      # seconds to wait for a unix-socket trigger's bytes
 
@@ -403,6 +404,10 @@ class _Server:
             data = b""
         if not data:
             asyncio.get_running_loop().remove_reader(fd)
+            # Master died (killed): nobody supervises us any more.  Postfix's
+            # children exit at once; give in-flight work a few seconds only,
+            # not $daemon_timeout, so that no orphan keeps serving.
+            self.drain_limit = min(self.drain_limit, ORPHAN_DRAIN_LIMIT)
             self.ctx.stopping.set()
 
     async def _drain(self) -> None:
