@@ -241,3 +241,19 @@ def test_start_refuses_a_bad_parameter_value_naming_file_and_line(tmp_path):
         assert check.returncode == 1 and "smtpd_timeout" in check.stderr
     finally:
         inst.cleanup()
+
+
+def test_start_removes_temporary_queue_files_left_by_a_crash(tmp_path):
+    inst = Instance(tmp_path, extra_main=FAST)
+    try:
+        debris = os.path.join(inst.queue_dir, "incoming", "4bUIXXXXXXz0000001.tmp")
+        dropping = os.path.join(inst.queue_dir, "maildrop", "4bUIXXXXXXz0000002.tmp")
+        for path in (debris, dropping):
+            with open(path, "wb") as f:
+                f.write(b"half a message")
+        inst.start()
+        assert not os.path.exists(debris)
+        assert os.path.exists(dropping)        # sendmail may be writing it right now
+        assert "removed old temporary file" in inst.log_text()
+    finally:
+        inst.cleanup()

@@ -640,11 +640,25 @@ def _prepare(cfg) -> bool:
         data = cfg.get("data_directory")
         if data:
             os.makedirs(data, mode=0o700, exist_ok=True)
+        _purge_temp_files(cfg)
     except OSError as exc:
         with contextlib.suppress(log.FatalError):
             log.fatal("%s: %s", exc.filename or cfg.get("queue_directory"), exc.strerror)
         return False
     return True
+
+
+def _purge_temp_files(cfg) -> None:
+    """_purge_temp_files - no cleanup runs before master starts: its temporary files are debris.
+
+    A cleanup killed in the middle of a message leaves NAME.tmp behind (never
+    acknowledged, never visible to qmgr).  maildrop is left alone: sendmail
+    writes there without the mail system running.
+    """
+    from postel.queue import QueueDir
+    from postel.queue.qdir import FILE_QUEUES
+    qd = QueueDir(cfg.get("queue_directory"), cfg.get("hash_queue_names"), cfg.get_int("hash_queue_depth"))
+    qd.purge_temp(max_age=0, queues=[q for q in FILE_QUEUES if q != "maildrop"])
 
 
 def _warn_unreachable(cfg) -> None:

@@ -264,11 +264,12 @@ class QueueDir:
         for qid, _ in self.scan_paths(queue_name):
             yield qid
 
-    def purge_temp(self, max_age: float = DEFAULT_TEMP_AGE, now: float | None = None) -> list[str]:
+    def purge_temp(self, max_age: float = DEFAULT_TEMP_AGE, now: float | None = None,
+                   queues: Iterable[str] = FILE_QUEUES) -> list[str]:
         """purge_temp - remove temp files older than max_age seconds (postsuper -p)."""
         now = time.time() if now is None else now
         removed: list[str] = []
-        for queue_name in FILE_QUEUES:
+        for queue_name in queues:
             top = os.path.join(self.queue_directory, queue_name)
             for path in _scan_temp(top, MAX_HASH_DEPTH):
                 try:
