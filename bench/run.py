@@ -18,9 +18,9 @@ DESCRIPTION
     the machine (cores, Python, uvloop, fsync) also go to
     bench/results/bench-YYYYmmdd-HHMMSS[-quick].json.
 
-    --quick runs the same workloads with fewer messages (workload 7 with
-    10 000 messages and one round) so that the whole run takes less than
-    three minutes.
+    --quick runs the same workloads with fewer messages and two rounds
+    (workload 7 with 5 000 messages and one round) so that the whole run
+    takes less than three minutes.
 
     --profile SECONDS runs py-spy (pip install py-spy) over Postel's
     processes while smtp-source keeps the acceptance path busy (delivery
@@ -76,11 +76,14 @@ def _check_tools() -> str | None:
     return None
 
 
+QUICK_ROUNDS = 2
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """parse_args - the command line."""
     ap = argparse.ArgumentParser(prog="bench/run.py", description="Postel vs Postfix benchmarks")
     ap.add_argument("--quick", action="store_true", help="reduced set, under 3 minutes")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=None, help="rounds (default 3, quick: 2)")
     ap.add_argument("--only", default=",".join(ALL), help="comma-separated workload numbers")
     ap.add_argument("--no-postfix", action="store_true")
     ap.add_argument("--no-postel", action="store_true")
@@ -94,6 +97,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     bad = [w for w in which if w not in ALL]
     if bad:
         ap.error(f"unknown workload(s): {', '.join(bad)} (choose from {', '.join(ALL)})")
+    if args.rounds is None:
+        args.rounds = QUICK_ROUNDS if args.quick else 3
     if args.rounds < 1:
         ap.error("--rounds must be at least 1")
     args.which = which

@@ -28,7 +28,7 @@ DESCRIPTION
        Maildir new/ holds them all.
     6  PSS of every MTA process (master and descendants): idle, with 100
        idle sessions on both, with 1000 on Postel.
-    7  a deferred queue of 100 000 messages (QUICK: 10 000; relayhost is a
+    7  a deferred queue of 100 000 messages (QUICK: 5 000; relayhost is a
        closed port): seconds for mailq, seconds for a full pass after a
        flush (until every message has logged status=deferred again), and
        the acceptance rate of new mail during that pass.
@@ -148,8 +148,8 @@ class Bench:
 
     def relay(self) -> None:
         """relay - workloads 1 and 2 (relay through the MTA to smtp-sink)."""
-        runs = [(1, 1024, self.n(500, 150)), (20, 1024, self.n(5000, 1000)),
-                (100, 1024, self.n(5000, 1000)), (20, 102400, self.n(1000, 200))]
+        runs = [(1, 1024, self.n(500, 150)), (20, 1024, self.n(5000, 500)),
+                (100, 1024, self.n(5000, 500)), (20, 102400, self.n(1000, 200))]
         sink = self.reaper.add(Sink(self.workdir, backlog=1000)).start()
         relay = f"[127.0.0.1]:{sink.port}"
         mtas, missing = self._pair("relay", {"relayhost": relay}, ("qmgr", "smtp"))
@@ -186,7 +186,7 @@ class Bench:
 
     def accept(self) -> None:
         """accept - workload 3 (delivery held) and 6 (idle memory) on the same pair."""
-        count, per = self.n(5000, 1000), self.n(100, 25)
+        count, per = self.n(5000, 500), self.n(100, 25)
         # in_flow_delay: without qmgr nobody refills master's flow-control
         # pipe, and Postfix's cleanup would then wait 1 s before every message.
         mtas, missing = self._pair("hold", {"relayhost": f"[127.0.0.1]:{free_port()}",
@@ -367,7 +367,7 @@ class Bench:
 
     def deferred(self) -> None:
         """deferred - workload 7: a big deferred queue, mailq, a full pass, acceptance meanwhile."""
-        size = self.n(100000, 10000)
+        size = self.n(100000, 5000)
         extra = self.n(2000, 500)
         rounds = self.rounds if not self.quick else 1
         main = {"relayhost": f"[127.0.0.1]:{free_port()}"}
@@ -424,8 +424,8 @@ class Bench:
 
     def wire(self) -> None:
         """wire - workload 8: smtp-source straight into smtp-sink."""
-        runs = [(1, 1024, self.n(500, 150)), (20, 1024, self.n(5000, 1000)),
-                (100, 1024, self.n(5000, 1000)), (20, 102400, self.n(1000, 200))]
+        runs = [(1, 1024, self.n(500, 150)), (20, 1024, self.n(5000, 500)),
+                (100, 1024, self.n(5000, 500)), (20, 102400, self.n(1000, 200))]
         sink = self.reaper.add(Sink(self.workdir, backlog=1000)).start()
         for sessions, size, count in runs:
             row = Row(f"8 wire {size // 1024}KiB s={sessions} n={count}", "msg/s", "higher",
