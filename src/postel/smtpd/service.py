@@ -478,8 +478,10 @@ class Session:
             if ev is NEED_DATA:
                 await self.flush()
                 try:
-                    data = await asyncio.wait_for(self.reader.read(READ_SIZE), self.st.timeout)
-                except asyncio.TimeoutError:
+                    # asyncio.timeout, not wait_for: no Task per read.
+                    async with asyncio.timeout(self.st.timeout):
+                        data = await self.reader.read(READ_SIZE)
+                except TimeoutError:
                     log.info("timeout after %s from %s", self.last_cmd, self.peer)
                     self.out += R.R421_TIMEOUT.format(host=self.st.myhostname).to_bytes()
                     conn.close()
