@@ -187,10 +187,17 @@ def test_kill_qmgr_while_delivering(tmp_path, sink):
         dupes = len(subjects) - len(set(subjects))
         # duplicates only for requests in flight at the kill (Postfix's window)
         assert dupes <= 20, dupes
+        def left() -> list[str]:
+            return [p for q in ("incoming", "active", "deferred")
+                    for p in glob.glob(os.path.join(inst.queue_dir, q, "**", "*"), recursive=True)
+                    if os.path.isfile(p)]
+
         deadline = time.time() + 30
-        while time.time() < deadline and inst.count_log(r": removed") < n:
+        while time.time() < deadline and (left() or inst.count_log(r": removed") < n - 1):
             time.sleep(0.2)
-        assert inst.count_log(r": removed") >= n
-        assert not os.listdir(os.path.join(inst.queue_dir, "active"))
+        assert left() == []
+        # Every message is removed; only a removal that the kill interrupted between
+        # unlink(2) and its log line (a kill at the very end) may lack "QID: removed".
+        assert inst.count_log(r": removed") >= n - 1
     finally:
         inst.cleanup()
