@@ -204,6 +204,24 @@ def test_verify_mode_defer_is_final(env):
     assert QueueFileReader(path).recipients[0].done
     assert "dsn=4.4.1, status=undeliverable (connection refused)" in logfile.read_text()
 
+
+def test_verify_probe_records_to_verify_service(env, monkeypatch):
+    """verify,record (a verify(8) probe): outcomes go to verify_append, not to trace/."""
+    from postel.ipc import verify_client as vc
+    calls = []
+    monkeypatch.setattr(vc, "verify_append", lambda qdir, orig, rcpt, status, reason, **kw:
+                        calls.append((orig, rcpt, status, reason)) or True)
+    qd, path, cfg, logfile = env
+    req = _request(qd, path, frozenset({"verify", "record"}))
+    dctx = DeliveryContext(req, qd, QueueFileReader(path), cfg)
+    sent(dctx, req.recipients[0], "none", "2.1.5", "250 2.1.5 Ok")
+    defer(dctx, req.recipients[1], "none", "4.4.1", "connection refused")
+    assert [(c[1], c[2], c[3]) for c in calls] == [
+        (req.recipients[0].address, vc.RCPT_STAT_OK, "2.1.5 250 2.1.5 Ok"),
+        (req.recipients[1].address, vc.RCPT_STAT_DEFER, "4.4.1 connection refused")]
+    assert not os.path.exists(qd.path("trace", req.queue_id))
+    assert all(r.done for r in QueueFileReader(path).recipients)
+
 def _ctx(cfg, qd):
     return ServiceContext(cfg=cfg, service_name="test", process_name="test",
                           config_dir=cfg.config_directory, queue_directory=qd.queue_directory)

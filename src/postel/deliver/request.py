@@ -23,7 +23,8 @@ DESCRIPTION
         arrival_time (float), active_time (float), client_name,
         client_address, client_protocol, client_helo, sasl_username,
         rewrite_context, flags (comma-separated names: "verify" for
-        sendmail -bv probes, "trace" for sendmail -v), transport
+        sendmail -bv probes, "trace" for sendmail -v, "verify,record" for
+        verify(8) probes), transport
 
     then, per recipient, repeated in this order:
 
@@ -60,7 +61,7 @@ from postel.ipc.attr import AttrList
 __all__ = [
     "DeliverRequest", "DeliverRcpt", "DeliverReply", "RequestError", "encode_request",
     "decode_request", "encode_reply", "decode_reply", "RCPT_SENT", "RCPT_BOUNCED",
-    "RCPT_DEFERRED", "FLAG_VERIFY", "FLAG_TRACE",
+    "RCPT_DEFERRED", "FLAG_VERIFY", "FLAG_TRACE", "FLAG_RECORD",
 ]
 
 RCPT_SENT = "sent"
@@ -69,6 +70,7 @@ RCPT_DEFERRED = "deferred"
 RCPT_STATUSES = frozenset({RCPT_SENT, RCPT_BOUNCED, RCPT_DEFERRED})
 FLAG_VERIFY = "verify"      # sendmail -bv: address probe, nothing is delivered
 FLAG_TRACE = "trace"        # sendmail -v: report every recipient's outcome
+FLAG_RECORD = "record"      # with verify: a verify(8) probe, the outcome goes to verify(8)
 
 _RCPT_FIELDS = ("rcpt_address", "rcpt_orig", "rcpt_offset", "rcpt_dsn_orcpt", "rcpt_dsn_notify")
 

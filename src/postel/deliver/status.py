@@ -39,7 +39,10 @@ DESCRIPTION
     delivered: sent() logs status=deliverable, bounce() and defer()
     status=undeliverable (defer keeps its 4.X.Y code); all go to the
     trace/ log only and mark the recipient done, so a probe is never
-    retried.
+    retried.  With "verify" and "record" (a verify(8) probe) the outcome
+    goes to the verify service (postel.ipc.verify_client.verify_append,
+    under the original and the rewritten address) instead of the trace
+    log: deliverable, undeliverable (temporary) or undeliverable.
 
     With soft_bounce = yes, bounce() behaves as defer() and a 5.X.Y code
     becomes 4.X.Y, as in Postfix.
@@ -71,6 +74,7 @@ import time
 
 from postel import log
 from postel.deliver.request import (
+    FLAG_RECORD,
     FLAG_TRACE,
     FLAG_VERIFY,
     RCPT_BOUNCED,
@@ -354,8 +358,7 @@ def sent(dctx: DeliveryContext, rcpt: DeliverRcpt, relay: str, dsn: str = "2.0.0
     flags = dctx.req.flags
     if FLAG_VERIFY in flags:
         _log_line(dctx, rcpt, relay, dsn, "deliverable", text)
-        _safe(dctx, "trace log", _append, dctx, "trace",
-              _entry(rcpt, dsn, "deliverable", text, None, None))
+        _report_probe(dctx, rcpt, "deliverable", dsn, text, None, None)
         _safe(dctx, "mark recipient done", _mark_done, dctx, rcpt)
         return _DONE
     _log_line(dctx, rcpt, relay, dsn, "sent", text)
@@ -381,8 +384,7 @@ def defer(dctx: DeliveryContext, rcpt: DeliverRcpt, relay: str, dsn: str = "4.0.
         if not _record(dctx, rcpt, RCPT_BOUNCED):
             return _DONE
         _log_line(dctx, rcpt, relay, dsn, "undeliverable", text)
-        _safe(dctx, "trace log", _append, dctx, "trace",
-              _entry(rcpt, dsn, "undeliverable", text, diag, mta))
+        _report_probe(dctx, rcpt, "undeliverable", dsn, text, diag, mta)
         _safe(dctx, "mark recipient done", _mark_done, dctx, rcpt)
         return _DONE
     if not _record(dctx, rcpt, RCPT_DEFERRED):
@@ -408,8 +410,7 @@ def bounce(dctx: DeliveryContext, rcpt: DeliverRcpt, relay: str, dsn: str = "5.0
         if not _record(dctx, rcpt, RCPT_BOUNCED):
             return _DONE
         _log_line(dctx, rcpt, relay, dsn, "undeliverable", text)
-        _safe(dctx, "trace log", _append, dctx, "trace",
-              _entry(rcpt, dsn, "undeliverable", text, diag, mta))
+        _report_probe(dctx, rcpt, "undeliverable", dsn, text, diag, mta)
         _safe(dctx, "mark recipient done", _mark_done, dctx, rcpt)
         return _DONE
     entry = _entry(rcpt, dsn, "failed", text, diag, mta)
@@ -424,6 +425,21 @@ def bounce(dctx: DeliveryContext, rcpt: DeliverRcpt, relay: str, dsn: str = "5.0
         _safe(dctx, "trace log", _append, dctx, "trace", entry)
     _safe(dctx, "mark recipient done", _mark_done, dctx, rcpt)
     return _DONE
+
+
+def _report_probe(dctx: DeliveryContext, rcpt: DeliverRcpt, action: str, dsn: str,
+                  text: str, diag, mta) -> None:
+    """_report_probe - a verify outcome: to verify(8) for a probe, else to the trace log."""
+    if FLAG_RECORD not in dctx.req.flags:
+        _safe(dctx, "trace log", _append, dctx, "trace", _entry(rcpt, dsn, action, text, diag, mta))
+        return
+    from postel.ipc import verify_client as vc
+    status = vc.RCPT_STAT_OK if dsn.startswith("2") else \
+        vc.RCPT_STAT_DEFER if dsn.startswith("4") else vc.RCPT_STAT_BOUNCE
+    # XXX blocking: verify(8) is local and answers at once; probes are rare.
+    if not vc.verify_append(dctx.queue_dir.queue_directory, rcpt.orig_rcpt, rcpt.address, status,
+                            f"{dsn} {text}", endpoint=vc.endpoint_of(dctx.cfg)):
+        log.warning("%s: cannot record probe result for <%s>", dctx.req.queue_id, rcpt.address)
 
 
 def _append(dctx: DeliveryContext, queue: str, entry: dict[str, object]) -> None:

@@ -357,9 +357,10 @@ class Qmgr:
         """_request - the delivery request for some recipients of a message."""
         a = data.attrs
         # trace_flags: comma-separated request flag names ("trace", "verify")
-        # recorded by the submission path for sendmail -v / -bv.
+        # recorded by the submission path for sendmail -v / -bv; "verify,record"
+        # marks a verify(8) probe.
         flags = {f.strip() for f in a.get("trace_flags", "").split(",")
-                 if f.strip() in ("trace", "verify")}
+                 if f.strip() in ("trace", "verify", "record")}
         return DeliverRequest(
             "active", data.qid, nexthop, data.sender, list(rcpts), transport=transport,
             encoding=a.get("encoding", ""), smtputf8=a.get("smtputf8", "") in ("1", "yes"),
