@@ -222,3 +222,35 @@ def test_no_service(tmp_path):
     r = cleanup_submit_sync(str(tmp_path), "private/cleanup", "a@b", ["c@d"], b"x\n",
                             timeout=1, retry_for=0.1)
     assert r.status == 451
+
+
+def test_small_message_goes_to_cleanup_in_one_send(cleanup):
+    qdir = cleanup()
+
+    async def go():
+        cc = CleanupClient(qdir)
+        m = await cc.open()
+        sends = []
+        real_write = m._conn.writer.write
+        m._conn.writer.write = lambda data: (sends.append(bytes(data)), real_write(data))[1]
+        await m.envelope("a@example.org", ["b@example.com"])
+        for i in range(0, len(MSG), 1000):          # six content chunks
+            await m.write(MSG[i:i + 1000])
+        result = await m.close()
+        await cc.close()
+        return result, sends
+
+    result, sends = asyncio.run(go())
+    assert result.ok
+    assert len(sends) == 1                           # envelope, data x6, close
+    assert sends[0].count(b"request=") == 8 and sends[0].endswith(b"request=5:close,\n")
+    with QueueFileReader(QueueDir(qdir).path("incoming", result.queue_id)) as r:
+        assert b"..dot" in r.read_content()
+
+
+@pytest.mark.parametrize("method", ["fsync", "syncfs", "bogus"])
+def test_queue_commit_method(cleanup, method):
+    qdir = cleanup(f"queue_commit_method = {method}\n")
+    r = asyncio.run(submit(qdir))
+    assert r.ok and incoming(qdir) == [r.queue_id]
+    assert not [f for f in all_files(qdir) if f.endswith(".tmp")]
