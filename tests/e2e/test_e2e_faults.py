@@ -49,9 +49,9 @@ SEED = int(os.environ.get("POSTEL_FAULT_SEED") or random.SystemRandom().randrang
 KNOWN_BUGS = {
     # qmgr's IPC client sends a delivery request again when the agent dies
     # before replying (ServiceClient.request resend=True)
-    "resend": True,
+    "resend": False,
     # a restarted qmgr delivers what the killed qmgr's agents still deliver
-    "overlap": True,
+    "overlap": False,
     # the crash hit between the status=sent log line and the done marker
     "after_log": False,
     # after master's death, children drain their clients for $daemon_timeout

@@ -86,11 +86,13 @@ def test_syncfs_commit_order_and_batching(qd, monkeypatch):
 
     results, batches = asyncio.run(main())
     syncs = [i for i, e in enumerate(rec.events) if e[0] == "syncfs"]
-    assert batches < 40 and len(syncs) == batches          # one syncfs per batch
+    assert batches < 40 and len(syncs) == 2 * batches      # two syncfs per batch
     assert not any(e[0] == "fsync" for e in rec.events)     # no per-file fsync
     for qid, path, i in results:
         renamed = rec.events.index(("rename", qid))
-        # a syncfs after the rename and before commit() returned
+        # content durable before the file is visible under its name ...
+        assert any(s < renamed for s in syncs)
+        # ... and the name durable before commit() returned
         assert any(renamed < s < returned[qid] for s in syncs)
         with QueueFileReader(path) as r:
             assert r.read_content() == b"Subject: %d\n\nbody\n" % i

@@ -46,12 +46,22 @@ CONFIGURATION PARAMETERS
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import fcntl
+import os
+import time
 import traceback
 from collections.abc import Awaitable, Callable
 
 from postel import log
-from postel.deliver.request import FLAG_VERIFY, DeliverRequest, RequestError, decode_request
-from postel.deliver.status import DeliveryContext, defer, sent
+from postel.deliver.request import (
+    FLAG_VERIFY,
+    RCPT_SENT,
+    DeliverRequest,
+    RequestError,
+    decode_request,
+)
+from postel.deliver.status import DeliveryContext, _record, defer, sent
 from postel.ipc.attr import AttrError, AttrList, read_attrs, write_attrs
 from postel.ipc.skeleton import DEFAULT_CONCURRENCY, ServiceContext, multi_server_main
 from postel.queue import QueueDir, QueueFileCorrupt, QueueFileReader
@@ -59,6 +69,9 @@ from postel.queue import QueueDir, QueueFileCorrupt, QueueFileReader
 __all__ = ["delivery_agent_main", "agent_handler", "handle_request", "queue_dir_of", "DeliverFunc"]
 
 DeliverFunc = Callable[[DeliverRequest, DeliveryContext, ServiceContext], Awaitable[None]]
+
+LOCK_WAIT = 60.0        # seconds to wait for another delivery of the same file to finish
+LOCK_POLL = 0.05
 
 
 def queue_dir_of(ctx: ServiceContext) -> QueueDir:
@@ -84,11 +97,56 @@ def _open_queue_file(qd: QueueDir, req: DeliverRequest) -> tuple[QueueFileReader
         return None, f"cannot open queue file: {exc}"
 
 
+async def _lock_queue_file(path: str, wait: float = LOCK_WAIT) -> tuple[int | None, str]:
+    """_lock_queue_file - a shared flock on the queue file for the whole delivery.
+
+    Agents share the lock, so several deliveries of one message run at once.
+    qmgr tests for it (an exclusive lock it cannot get) before it activates a
+    file: after a qmgr restart, a file that an agent of the killed qmgr is
+    still delivering is left alone until that agent has marked its
+    recipients done.  The agent also skips recipients already marked done
+    when it has the lock.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None, "queue file is missing"
+    except OSError as exc:
+        return None, f"cannot open queue file: {exc.strerror}"
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return fd, ""
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                return None, "queue file is locked"
+            await asyncio.sleep(LOCK_POLL)
+        except OSError as exc:
+            os.close(fd)
+            return None, f"cannot lock queue file: {exc.strerror}"
+
+
+def _skip_done(req: DeliverRequest, qf: QueueFileReader, dctx: DeliveryContext) -> DeliverRequest:
+    """_skip_done - recipients another delivery finished meanwhile count as sent, silently."""
+    done = {r.offset for r in qf.recipients if r.done}
+    if not done:
+        return req
+    for rcpt in req.recipients:
+        if rcpt.offset in done:
+            _record(dctx, rcpt, RCPT_SENT)
+    return dataclasses.replace(req, recipients=[r for r in req.recipients if r.offset not in done])
+
+
 async def handle_request(req: DeliverRequest, deliver: DeliverFunc, ctx: ServiceContext
                          ) -> DeliveryContext:
     """handle_request - run deliver() for one request; every recipient gets an outcome."""
     qd = queue_dir_of(ctx)
-    qf, why = _open_queue_file(qd, req)
+    lock_fd, why = await _lock_queue_file(qd.path(req.queue_name, req.queue_id))
+    qf = None
+    if lock_fd is not None:
+        qf, why = _open_queue_file(qd, req)
     dctx = DeliveryContext(req, qd, qf, ctx.cfg)
     try:
         if qf is None:
@@ -97,10 +155,13 @@ async def handle_request(req: DeliverRequest, deliver: DeliverFunc, ctx: Service
                 defer(dctx, rcpt, "none", "4.3.0", f"mail system error: {why}")
             return dctx
         try:
-            if FLAG_VERIFY in req.flags and not getattr(deliver, "handles_verify", False):
-                verify_only(req, dctx)
+            todo = _skip_done(req, qf, dctx)
+            if not todo.recipients:
+                pass
+            elif FLAG_VERIFY in req.flags and not getattr(deliver, "handles_verify", False):
+                verify_only(todo, dctx)
             else:
-                await deliver(req, dctx, ctx)
+                await deliver(todo, dctx, ctx)
         except asyncio.CancelledError:
             for rcpt in dctx.pending():
                 defer(dctx, rcpt, "none", "4.3.0", "delivery agent was stopped")
@@ -117,6 +178,8 @@ async def handle_request(req: DeliverRequest, deliver: DeliverFunc, ctx: Service
     finally:
         if qf is not None:
             qf.close()
+        if lock_fd is not None:
+            os.close(lock_fd)       # releases the flock
     return dctx
 
 

@@ -361,12 +361,14 @@ def sent(dctx: DeliveryContext, rcpt: DeliverRcpt, relay: str, dsn: str = "2.0.0
         _report_probe(dctx, rcpt, "deliverable", dsn, text, None, None)
         _safe(dctx, "mark recipient done", _mark_done, dctx, rcpt)
         return _DONE
+    # Done marker first, then the log line: a crash in between costs a log
+    # line, never a second delivery of a delivery that was logged.
+    if not _safe(dctx, "mark recipient done", _mark_done, dctx, rcpt):
+        pass    # delivered, but may be delivered again after a crash: Postfix does the same
     _log_line(dctx, rcpt, relay, dsn, "sent", text)
     if FLAG_TRACE in flags or rcpt.dsn_notify & DSN_NOTIFY_SUCCESS:
         _safe(dctx, "trace log", _append, dctx, "trace",
               _entry(rcpt, dsn, action, text, None, None))
-    if not _safe(dctx, "mark recipient done", _mark_done, dctx, rcpt):
-        pass    # delivered, but may be delivered again after a crash: Postfix does the same
     return _DONE
 
 

@@ -81,6 +81,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import time
 from dataclasses import dataclass, field
@@ -100,6 +101,29 @@ from postel.qmgr.sched import Job, Msg, Scheduler, TransportParams
 from postel.queue import QueueDir, QueueFileCorrupt, QueueFileReader
 
 INCOMING_POLL = 1.0          # seconds between incoming scans without triggers
+
+
+def _being_delivered(path: str) -> bool:
+    """_being_delivered - does a delivery agent hold its shared lock on this file?
+
+    Agents lock a queue file (flock, shared) while they deliver from it.  After
+    a qmgr restart, a file moved back from active/ may still be in the hands of
+    an agent that the killed qmgr started; reading its recipients now would
+    deliver again what that agent is delivering.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return False
 
 
 @dataclass(slots=True)
@@ -239,6 +263,8 @@ class Qmgr:
                         continue
                 except OSError:
                     continue
+            if _being_delivered(self.qd.path(queue, qid)):
+                continue            # an agent of a killed qmgr is still at it: later
             try:
                 self.qd.move(qid, queue, "active")
             except OSError:
@@ -400,7 +426,8 @@ class Qmgr:
         data: MsgData = job.msg.data
         req = self._request(data, job.transport.name, job.nexthop, job.rcpts)
         try:
-            reply = await self.agent(job.transport.name).request(encode_request(req))
+            # resend=False: an agent that died after delivering must not get the request twice
+            reply = await self.agent(job.transport.name).request(encode_request(req), resend=False)
             result = decode_reply(reply, len(job.rcpts))
         except (ServiceUnavailable, RequestError, OSError) as exc:
             log.warning("%s: %s delivery agent: %s", data.qid, job.transport.name, exc)

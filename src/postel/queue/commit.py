@@ -23,12 +23,12 @@ DESCRIPTION
         fsync   fsync each file of the batch in parallel (the kernel merges
                 concurrent journal commits), rename each to its final name,
                 then fsync each directory involved once.
-        syncfs  rename each file to its final name, then one syncfs(2) on
-                the queue file system: it writes back every dirty page and
-                inode of that file system and commits its journal, which
-                covers the content, the size and the new directory entry of
-                every file of the batch.  One journal commit per batch
-                instead of two or more.  Linux >= 5.8 only (before that,
+        syncfs  one syncfs(2) on the queue file system (it writes back every
+                dirty page and inode of that file system and commits its
+                journal: the content of every file of the batch), then
+                rename each file to its final name, then a second syncfs(2)
+                for the new directory entries.  Two journal commits per
+                batch, however many files it holds.  Linux >= 5.8 only (before that,
                 syncfs(2) did not report writeback errors); elsewhere the
                 committer falls back to fsync and says why in
                 fallback_reason.
@@ -42,10 +42,8 @@ DESCRIPTION
     Either way commit() returns only after the file's content and its
     directory entry are durable.  With fsync the order is that of
     commit_sync(): fsync(file) < rename(temp, final) < fsync(directory) <
-    commit returns.  With syncfs it is rename < syncfs < commit returns:
-    after a system crash in between, a file may exist under its final name
-    with its content lost; the reader reports it as corrupt (size record
-    and checksums), and its client never heard "250".
+    commit returns.  With syncfs it is syncfs < rename < syncfs < commit
+    returns: a file under its final name is always complete on disk.
 
     Errors.  A failure is reported to the writer it concerns: ENOSPC/EDQUOT
     as QueueFull, other errors as OSError; its temporary file is removed.
@@ -211,27 +209,50 @@ class Committer:
         return fd
 
     def _syncfs_batch(self, writers: list[QueueFileWriter]) -> list[str | BaseException]:
-        """_syncfs_batch - rename every finished file, then one syncfs(2) (docs/queue.md)."""
+        """_syncfs_batch - syncfs(2), rename every file, syncfs(2) again (docs/queue.md).
+
+        The first syncfs makes the content durable before any file appears under
+        its final name (a visible queue file is always complete, even after a
+        system crash); the second makes the new names durable before commit()
+        returns.  Two journal commits per batch, whatever its size.
+        """
         groups: dict[str, list[int]] = {}
         for i, w in enumerate(writers):
             groups.setdefault(w.qd.queue_directory, []).append(i)
         results: list[str | BaseException] = [""] * len(writers)
         for queue_directory, members in groups.items():
-            published = []
+            written = []
             for i in members:
                 w = writers[i]
                 try:
                     w.finish()
                     w.sync_file(fsync=False)           # close only
-                    results[i] = w.publish()
-                    published.append(i)
+                    written.append(i)
                 except Exception as exc:
                     w.abort()
+                    results[i] = exc
+            if not written:
+                continue
+            fs_fd = self._fs_fd(queue_directory)
+            try:
+                syncfs(fs_fd)                          # content and inodes durable
+            except OSError as exc:
+                for i in written:
+                    writers[i].abort()
+                    results[i] = _as_error(exc, writers[i].path, "syncfs")
+                continue
+            published = []
+            for i in written:
+                try:
+                    results[i] = writers[i].publish()
+                    published.append(i)
+                except Exception as exc:
+                    writers[i].abort()
                     results[i] = exc
             if not published:
                 continue
             try:
-                syncfs(self._fs_fd(queue_directory))   # data, inodes and names durable
+                syncfs(fs_fd)                          # the new names durable
             except OSError as exc:
                 for i in published:
                     writers[i].unpublish()
