@@ -214,3 +214,19 @@ def test_standalone_trigger_server(confdir, tmp_path):
         while len(got) < 2 and time.monotonic() < deadline:
             time.sleep(0.02)
     assert sorted(got) == [b"A", b"W"]
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_max_use_counts_clients_per_concurrency_slot(confdir, tmp_path, concurrency):
+    """max_use: a process exits after max_use x concurrency clients (one-at-a-time: max_use)."""
+    path = str(tmp_path / "use.sock")
+    srv = skeleton.run_standalone("echo", [f"unix:{path}"], handler=_echo, config_dir=confdir,
+                                  overrides={"max_use": "2"}, concurrency=concurrency)
+    try:
+        for i in range(2 * concurrency):
+            assert srv.thread.is_alive(), f"exited after {i} clients"
+            assert _ask(path, b"x\n") == b"echo x\n"
+        srv.thread.join(10)
+        assert not srv.thread.is_alive()
+    finally:
+        srv.stop()

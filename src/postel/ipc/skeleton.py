@@ -51,7 +51,9 @@ DESCRIPTION
         accepting, waits for in-flight handlers for at most
         $daemon_timeout seconds, cancels the rest;
       * after $max_idle seconds without a client (unless idle_exit=False);
-      * after serving $max_use clients (0: no limit).
+      * after serving $max_use clients per concurrency slot, i.e.
+        $max_use x concurrency clients (0: no limit): a process serving
+        many clients at once stands for that many Postfix processes.
 
 GENERIC DAEMON OPTIONS
     -c dir          configuration directory (default: $MAIL_CONFIG, /etc/postel)
@@ -360,7 +362,12 @@ class _Server:
         self.accepting: list[asyncio.Task] = []
         cfg = ctx.cfg
         self.max_idle = _cfg_time(cfg, "max_idle", 100.0) if idle_exit else 0.0
-        self.max_use = _cfg_int(cfg, "max_use", 100)
+        # Postfix's max_use counts the clients of a process that serves one at a
+        # time.  A Postel process serves up to `concurrency` at once: each of
+        # those slots may serve max_use clients, as that many Postfix processes
+        # would.  (A limit of 100 per process made master re-fork smtpd every
+        # 100 one-message connections: -30% throughput, see docs/performance.md.)
+        self.max_use = _cfg_int(cfg, "max_use", 100) * self.concurrency
         self.drain_limit = _cfg_time(cfg, "daemon_timeout", 18000.0)
         self.addresses: list[object] = []
 
