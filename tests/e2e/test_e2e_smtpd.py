@@ -323,3 +323,66 @@ def test_kill_9_during_load_loses_no_acknowledged_mail(tmp_path, victim):
         leftovers = [n for n in os.listdir(os.path.join(inst.queue_dir, "incoming"))
                      if not n.endswith(".tmp") and n not in files]
         assert leftovers == []
+
+
+def test_smtputf8_vrfy_etrn_with_smtplib(tmp_path):
+    with held_instance(tmp_path, fast_flush_domains="example.net") as inst:
+        inst.start()
+        with smtplib.SMTP("127.0.0.1", inst.smtp_port, timeout=30) as s:
+            s.ehlo("client.example")
+            assert s.has_extn("smtputf8")
+            s.command_encoding = "utf-8"     # what smtplib does itself for SMTPUTF8 sendmail()
+            # SMTPUTF8: a UTF-8 address is refused without the parameter, accepted with it
+            code, text = s.mail("jöran@example.com")
+            assert (code, text[:5]) == (553, b"5.6.7")
+            s.rset()
+            code, _ = s.mail("jöran@example.com", ["SMTPUTF8", "BODY=8BITMIME"])
+            assert code == 250
+            assert s.rcpt("anyone@localhost")[0] == 250
+            code, text = s.data("Subject: ünïcödé\r\n\r\nbody\r\n".encode())
+            assert code == 250
+            qid = QID_RE.search(text.decode()).group(1)
+            # VRFY answers 252 as Postfix does when the address is acceptable
+            code, text = s.verify("anyone@localhost")
+            assert code == 252
+            # ETRN for a fast_flush domain starts a queue run; others are refused
+            code, text = s.docmd("ETRN", "example.net")
+            assert code == 250, text
+            code, text = s.docmd("ETRN", "not-listed.example")
+            assert code == 459, text
+        qf = wait_files(inst, 1)[qid]
+        assert qf.envelope.sender == "jöran@example.com"
+        assert qf.envelope.attrs.get("smtputf8") in ("1", "yes", "true")
+
+
+def test_xclient_and_xforward_only_for_authorized_clients(tmp_path):
+    with held_instance(tmp_path) as inst:
+        inst.start()
+        with smtplib.SMTP("127.0.0.1", inst.smtp_port, timeout=30) as s:
+            s.ehlo("client.example")
+            code, text = s.docmd("XCLIENT", "ADDR=192.0.2.7 NAME=spoof.example")
+            assert (code, text) == (550, b"5.7.0 Error: insufficient authorization")
+            code, _ = s.docmd("XFORWARD", "ADDR=192.0.2.7")
+            assert code == 550
+    with held_instance(tmp_path / "authorized", smtpd_authorized_xclient_hosts="127.0.0.0/8",
+                       smtpd_authorized_xforward_hosts="127.0.0.0/8",
+                       mynetworks="192.0.2.0/24") as inst:
+        inst.start()
+        with smtplib.SMTP("127.0.0.1", inst.smtp_port, timeout=30) as s:
+            s.ehlo("client.example")
+            code, text = s.docmd("XCLIENT", "ADDR=198.51.100.9 NAME=[UNAVAILABLE] HELO=proxied.example")
+            assert code == 220, text
+            s.ehlo("proxied.example")
+            s.mail("a@example.com")
+            # the policy now sees the XCLIENT address: it is outside mynetworks
+            code, text = s.rcpt("victim@elsewhere.example")
+            assert code == 454, text
+        inst.wait_log(r"NOQUEUE: reject: RCPT from unknown\[198\.51\.100\.9\]: 454 4\.7\.1")
+        with smtplib.SMTP("127.0.0.1", inst.smtp_port, timeout=30) as s:
+            s.ehlo("client.example")
+            assert s.docmd("XFORWARD", "NAME=orig.example ADDR=203.0.113.5 PROTO=ESMTP HELO=orig-helo")[0] == 250
+            code, text = s.sendmail("a@example.com", ["anyone@localhost"], b"Subject: fwd\r\n\r\nx\r\n") or (0, b"")
+        files = wait_files(inst, 1)
+        (qf,) = files.values()
+        assert qf.envelope.attrs.get("client_address") == "203.0.113.5"
+        assert qf.envelope.attrs.get("client_name") == "orig.example"
