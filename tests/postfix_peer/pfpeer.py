@@ -2,7 +2,8 @@
 
 SYNOPSIS
     from pfpeer import workdir, postfix_instance, wait_file, wait_log_count,
-                       normalise_mailq, mailq_blocks, postcat_shape
+                       normalise_mailq, mailq_blocks, mailq_columns, qid_of,
+                       postcat_sections, postcat_records
 
     with workdir() as wd:                       # a 0755 directory under /tmp
         with postfix_instance(wd, {"relayhost": "[127.0.0.1]:2525"}) as pf:
@@ -27,8 +28,9 @@ DESCRIPTION
     runs of blanks one blank (the two layouts have different column
     widths, see docs/postqueue.md).  mailq_blocks() splits mailq text into
     one block per message (Postfix lists a queue in directory order, not in
-    arrival order), keyed by sender.  postcat_shape() reduces postcat
-    output to its section headers and record names.
+    arrival order), keyed by sender; mailq_columns() measures the layout.
+    postcat_sections() and postcat_records() reduce postcat output to its
+    section lines and its envelope record names (named attributes by name).
 """
 
 from __future__ import annotations
@@ -191,12 +193,37 @@ def mailq_columns(text: str) -> dict[str, int]:
     return cols
 
 
-def postcat_shape(text: str) -> list[str]:
-    """postcat_shape - section headers (*** ... ***) and record names, values dropped."""
-    shape = []
+def qid_of(mailq_text: str, sender: str) -> str:
+    """qid_of - the queue ID of the listed message from sender ("" when not listed)."""
+    for line in mailq_text.splitlines():
+        m = _ID_LINE.match(line)
+        if m and m["sender"] == sender:
+            return m["qid"]
+    return ""
+
+
+def postcat_sections(text: str) -> list[str]:
+    """postcat_sections - the "*** ... ***" lines, queue file path reduced to its queue name."""
+    out = []
+    for line in text.splitlines():
+        m = re.match(r"^\*\*\* (.+?) (\w+)/(?:\w/)*\w+ \*\*\*$", line)
+        if m:
+            out.append(f"*** {m[1]} {m[2]} ***")
+    return out
+
+
+def postcat_records(text: str) -> list[str]:
+    """postcat_records - envelope record names in order; named_attribute as named_attribute:NAME."""
+    out = []
+    in_envelope = False
     for line in text.splitlines():
         if line.startswith("*** "):
-            shape.append(re.sub(r" \S+$", "", line) if "QUEUE FILE" in line else line)
-        elif ": " in line and re.match(r"^[a-z_]+: ", line):
-            shape.append(line.split(":", 1)[0])
-    return shape
+            in_envelope = line.startswith("*** ENVELOPE RECORDS")
+            continue
+        m = re.match(r"^([a-z_]+): ?(.*)$", line)
+        if in_envelope and m:
+            if m[1] == "named_attribute":
+                out.append("named_attribute:" + m[2].split("=", 1)[0])
+            else:
+                out.append(m[1])
+    return out

@@ -230,7 +230,8 @@ def json_line(e: QueueEntry) -> str:
         rcpts.append(item)
     obj = {"queue_name": e.queue_name, "queue_id": e.queue_id,
            "arrival_time": e.arrival_time, "message_size": e.message_size,
-           "forced_expire": e.forced_expire, "sender": e.sender, "recipients": rcpts}
+           "forced_expire": e.forced_expire, "sender": e.sender or NULL_SENDER,
+           "recipients": rcpts}  # Postfix 3.7's postqueue -j shows <> as MAILER-DAEMON too
     return json.dumps(obj, ensure_ascii=False) + "\n"
 
 
