@@ -12,6 +12,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -57,7 +58,12 @@ def _queued(inst, sender_pattern: str) -> QueueFileReader:
     line = inst.wait_log(rf"postel/pickup\[\d+\]: (\w+): uid=\d+ from=<{sender_pattern}>")
     qid = re.search(r"\]: (\w+): uid=", line).group(1)
     inst.wait_log(rf"postel/cleanup\[\d+\]: {qid}: message-id=")
-    return QueueFileReader(os.path.join(inst.queue_dir, "incoming", qid), writable=False)
+    # cleanup logs message-id= while it reads the headers; the file appears when committed
+    path = os.path.join(inst.queue_dir, "incoming", qid)
+    deadline = time.monotonic() + 10
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return QueueFileReader(path, writable=False)
 
 
 def test_sendmail_t_from_shell_script(inst):

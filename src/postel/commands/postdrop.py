@@ -409,11 +409,16 @@ WRAPPER_CODE = ("import sys; sys.path.insert(0, {path!r}); "
 
 
 def _unsafe_paths(paths: list[str]) -> list[str]:
-    """_unsafe_paths - paths (and their parents) writable by someone other than root."""
+    """_unsafe_paths - paths (and their parents) writable by someone other than root.
+
+    A sticky world-writable parent such as /tmp is safe: other users may add
+    entries there but cannot rename or remove the root-owned one on our path.
+    """
     bad: list[str] = []
     seen: set[str] = set()
     for top in paths:
         here = os.path.abspath(top)
+        child_is_root_owned = False
         while here not in seen:
             seen.add(here)
             try:
@@ -421,8 +426,10 @@ def _unsafe_paths(paths: list[str]) -> list[str]:
             except OSError:
                 bad.append(here)
                 break
-            if st.st_uid != 0 or st.st_mode & 0o022:
+            sticky_parent = bool(st.st_mode & stat.S_ISVTX) and child_is_root_owned
+            if st.st_uid != 0 or (st.st_mode & 0o022 and not sticky_parent):
                 bad.append(here)
+            child_is_root_owned = st.st_uid == 0
             parent = os.path.dirname(here)
             if parent == here:
                 break
