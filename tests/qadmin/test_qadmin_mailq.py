@@ -58,20 +58,20 @@ def test_mailq_layout_byte_for_byte(tmp_path, capsys):
     h = add_message(qd, "hold", "carol@example.com", ("dave@example.org", "dave@example.org"),
                     BASE_TIME + 3600, b"short\n")
     size_a, size_d, size_h = 1501, 12 + 100, 6
-    expected = (
-        "-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------\n"
-        f"{a}*{size_a:8d} Tue Nov 14 22:13:20  alice@example.com\n"
-        f"{' ' * 41}bob@example.org\n"
+    expected = (   # Postfix's long queue ID layout: "%-17s %8s %-19s %s", recipients at 47
+        "----Queue ID----- --Size-- ---Arrival Time---- --Sender/Recipient------\n"
+        f"{a + '*':<17} {size_a:8d} Tue Nov 14 22:13:20 alice@example.com\n"
+        f"{' ' * 47}bob@example.org\n"
         "\n"
-        f"{d} {size_d:8d} Tue Nov 14 22:14:20  MAILER-DAEMON\n"
+        f"{d + ' ':<17} {size_d:8d} Tue Nov 14 22:14:20 MAILER-DAEMON\n"
         f"{' ' * 16}({REASON})\n"
-        f"{' ' * 41}u1@example.net\n"
-        f"{' ' * 41}u2@example.net\n"
+        f"{' ' * 47}u1@example.net\n"
+        f"{' ' * 47}u2@example.net\n"
         f"({LONG})\n"
-        f"{' ' * 41}u3@example.net\n"
+        f"{' ' * 47}u3@example.net\n"
         "\n"
-        f"{h}!{size_h:8d} Tue Nov 14 23:13:20  carol@example.com\n"
-        f"{' ' * 41}dave@example.org\n"
+        f"{h + '!':<17} {size_h:8d} Tue Nov 14 23:13:20 carol@example.com\n"
+        f"{' ' * 47}dave@example.org\n"
         "\n"
         "-- 1 Kbytes in 3 Requests.\n"
     )

@@ -56,7 +56,7 @@ def test_postqueue_uses_service_for_unprivileged(showq, capsys, monkeypatch):
     monkeypatch.setattr(postqueue, "privileged", lambda cfg: False)
     assert postqueue.main(["-p"], cfg_dir) == 0
     out = capsys.readouterr().out
-    assert out.startswith("-Queue ID-") and out.endswith("-- 0 Kbytes in 1 Request.\n")
+    assert out.startswith("----Queue ID-----") and out.endswith("-- 0 Kbytes in 1 Request.\n")
 
 
 @pytest.fixture

@@ -43,10 +43,14 @@ DESCRIPTION
     MailqFormatter produces Sendmail-compatible mailq output byte for byte in
     Postfix's layout:
 
-        -Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------
-        QUEUEID*     SIZE Www Mmm dd hh:mm:ss  sender
+        ----Queue ID----- --Size-- ---Arrival Time---- --Sender/Recipient------
+        QUEUEID*              SIZE Www Mmm dd hh:mm:ss sender
                       (deferral reason, right-aligned to column 78)
-                                                 recipient
+                                                       recipient
+
+    This is Postfix's layout for long queue IDs (enable_long_queue_ids =
+    yes), the only kind Postel has: "%-17s %8s %-19s %s" with the status
+    character appended to the queue ID, recipients indented to column 47.
 
         -- N Kbytes in M Requests.
 
@@ -85,9 +89,9 @@ from postel.queue import QueueDir, QueueFileCorrupt, QueueFileReader, qid_ok
 SHOWQ_QUEUES = ("maildrop", "incoming", "active", "deferred", "hold")
 QUEUE_STATUS = {"active": "*", "hold": "!"}
 DEFER_LOG_LIMIT = 1 << 20
-HEADER = "-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------\n"
+HEADER = "----Queue ID----- --Size-- ---Arrival Time---- --Sender/Recipient------\n"
 EMPTY = "Mail queue is empty\n"
-RCPT_INDENT = 41          # column of the sender and the recipients
+RCPT_INDENT = 47          # column of the recipients (long queue ID layout)
 REASON_END = 76           # a reason's text ends here; "(" and ")" surround it
 NULL_SENDER = "MAILER-DAEMON"
 
@@ -184,9 +188,9 @@ def scan_entries(qd: QueueDir, queues: Iterable[str] = SHOWQ_QUEUES,
                 yield entry
 
 
-def asctime20(when: float) -> str:
-    """asctime20 - the first 20 characters of asctime(3): "Fri Jul  3 17:32:11 "."""
-    return time.asctime(time.localtime(when))[:20]
+def asctime19(when: float) -> str:
+    """asctime19 - the first 19 characters of asctime(3): "Fri Jul  3 17:32:11"."""
+    return time.asctime(time.localtime(when))[:19]
 
 
 class MailqFormatter:
@@ -202,7 +206,7 @@ class MailqFormatter:
         self.count += 1
         self.total_size += e.message_size
         status = QUEUE_STATUS.get(e.queue_name, " ")
-        out.append(f"{e.queue_id}{status}{e.message_size:8d} {asctime20(e.arrival_time)} "
+        out.append(f"{e.queue_id + status:<17} {e.message_size:8d} {asctime19(e.arrival_time)} "
                    f"{e.sender or NULL_SENDER}\n")
         last_reason = ""
         for addr, reason in e.recipients:
