@@ -138,19 +138,22 @@ def mbox_bytes(msg: Message, when: float | None = None) -> Iterator[bytes]:
     yield b"\n"
 
 
-def file_bytes(msg: Message) -> Iterator[bytes]:
-    """file_bytes - the message with headers prepended, no From_ line (Maildir)."""
-    head = delivery_headers(msg)
-    if head:
-        yield b"\n".join(head) + b"\n"
+def joined_lines(lines: Iterable[bytes], eol: bytes = b"\n", batch: int = 512) -> Iterator[bytes]:
+    """joined_lines - lines with eol after each, in chunks of up to batch lines."""
     buf: list[bytes] = []
-    for line in msg.lines:
+    for line in lines:
         buf.append(line)
-        if len(buf) >= 512:
-            yield b"\n".join(buf) + b"\n"
+        if len(buf) >= batch:
+            yield eol.join(buf) + eol
             buf = []
     if buf:
-        yield b"\n".join(buf) + b"\n"
+        yield eol.join(buf) + eol
+
+
+def file_bytes(msg: Message) -> Iterator[bytes]:
+    """file_bytes - the message with headers prepended, no From_ line (Maildir)."""
+    yield from joined_lines(delivery_headers(msg))
+    yield from joined_lines(msg.lines)
 
 
 # -- privileges

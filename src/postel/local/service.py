@@ -110,6 +110,7 @@ from postel.deliver.mailbox import (
     delivery_headers,
     from_line,
     is_self_contained,
+    joined_lines,
     make_maildir,
     parse_locks,
 )
@@ -535,17 +536,8 @@ def command_argv(st: State, command: str) -> list[str]:
 def command_bytes(msg: Message):
     """command_bytes - what a command reads: From_ line, delivery headers, content."""
     yield from_line(msg.sender) + b"\n"
-    head = delivery_headers(msg)
-    if head:
-        yield b"\n".join(head) + b"\n"
-    buf: list[bytes] = []
-    for line in msg.lines:
-        buf.append(line)
-        if len(buf) >= 512:
-            yield b"\n".join(buf) + b"\n"
-            buf = []
-    if buf:
-        yield b"\n".join(buf) + b"\n"
+    yield from joined_lines(delivery_headers(msg))
+    yield from joined_lines(msg.lines)
 
 
 async def deliver_command_item(st: State, command: str, context: str, address: str,
@@ -653,16 +645,8 @@ async def forward(st: State, address: str, targets: list[str], sender: str) -> O
         if msg.delivered else []
 
     def content():
-        if head:
-            yield b"\r\n".join(head) + b"\r\n"
-        buf: list[bytes] = []
-        for line in st.lines:
-            buf.append(line)
-            if len(buf) >= 512:
-                yield b"\r\n".join(buf) + b"\r\n"
-                buf = []
-        if buf:
-            yield b"\r\n".join(buf) + b"\r\n"
+        yield from joined_lines(head, b"\r\n")
+        yield from joined_lines(st.lines, b"\r\n")
 
     recipients = [(t, st.rcpt.orig_rcpt or st.rcpt.address, 0) for t in targets]
     attrs = {"rewrite_context": "local"}
