@@ -17,6 +17,7 @@ DESCRIPTION
 
 from __future__ import annotations
 
+import getopt
 import os
 import pwd
 import sys
@@ -54,6 +55,17 @@ def load(prog: str, config_dir: str | None):
         maillog_file = ""           # a command's output must stay clean; users may not write the log
     log.init(prog, syslog_name=syslog_name, maillog_file=maillog_file, use_syslog=False)
     return cfg
+
+
+def options(argv: list[str], spec: str, usage: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """options - getopt(3)-style short options: (("c", value), ...), operands; Fatal(EX_USAGE)."""
+    try:
+        pairs, rest = getopt.getopt(argv, spec)
+    except getopt.GetoptError as exc:
+        # glibc getopt(3)'s wording, as Postfix's commands print it
+        why = "option requires an argument" if "requires argument" in exc.msg else "invalid option"
+        raise Fatal(f"{why} -- '{exc.opt}'\n{usage}", EX_USAGE) from None
+    return [(opt[1:], value) for opt, value in pairs], rest
 
 
 def maillog_writable(path: str) -> bool:

@@ -49,7 +49,7 @@ import re
 import sys
 import time
 
-from postel.commands._qadmin import EX_USAGE, Fatal, fatal, load, queue_dir, warn
+from postel.commands._qadmin import EX_USAGE, Fatal, fatal, load, options, queue_dir, warn
 from postel.queue import QueueFileCorrupt, QueueFileReader, iter_raw_records, qid_ok
 from postel.queue import records as rec
 
@@ -65,40 +65,20 @@ F_ENV, F_HEAD, F_BODY, F_OFF, F_DEC, F_QUEUE = 1, 2, 4, 8, 16, 32
 def _parse(argv: list[str]) -> tuple[int, int, str | None, list[str]]:
     """_parse - (flags, start offset, config_dir, arguments)."""
     flags, start, config_dir = 0, 0, None
-    i = 0
-    while i < len(argv) and argv[i].startswith("-") and argv[i] != "-":
-        opt = argv[i]
-        if opt == "--":
-            i += 1
-            break
-        j = 1
-        while j < len(opt):
-            c = opt[j]
-            if c in "cs":
-                value = opt[j + 1:]
-                if not value:
-                    i += 1
-                    if i >= len(argv):
-                        raise Fatal(f"option -{c} requires an argument\n{USAGE}", EX_USAGE)
-                    value = argv[i]
-                if c == "c":
-                    config_dir = value
-                else:
-                    if not value.isdigit():
-                        raise Fatal(f"bad offset: {value}", EX_USAGE)
-                    start = int(value)
-                break
-            bit = {"b": F_BODY, "e": F_ENV, "h": F_HEAD, "o": F_OFF, "d": F_DEC,
-                   "q": F_QUEUE}.get(c)
-            if bit is not None:
-                flags |= bit
-            elif c not in "rv":
-                raise Fatal(f"invalid option -- '{c}'\n{USAGE}", EX_USAGE)
-            j += 1
-        i += 1
+    pairs, rest = options(argv, "bc:dehoqrs:v", USAGE)
+    for c, value in pairs:
+        if c == "c":
+            config_dir = value
+        elif c == "s":
+            if not value.isdigit():
+                raise Fatal(f"bad offset: {value}", EX_USAGE)
+            start = int(value)
+        else:
+            flags |= {"b": F_BODY, "e": F_ENV, "h": F_HEAD, "o": F_OFF, "d": F_DEC,
+                      "q": F_QUEUE}.get(c, 0)
     if not flags & (F_ENV | F_HEAD | F_BODY):
         flags |= F_ENV | F_HEAD | F_BODY
-    return flags, start, config_dir, argv[i:]
+    return flags, start, config_dir, rest
 
 
 def _ctime(value: float) -> str:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import sys
 
 from postel import log
-from postel.commands._qadmin import EX_USAGE, Fatal, fatal
+from postel.commands._qadmin import EX_USAGE, Fatal, fatal, options
 
 PROG = "postlog"
 USAGE = "usage: postlog [-iv] [-c config_dir] [-p priority] [-t tag] [text...]"
@@ -42,36 +42,17 @@ PRIORITIES = {"info": "info", "notice": "info", "debug": "info", "warn": "warnin
 def _parse(argv: list[str]) -> tuple[str, str, str | None, list[str]]:
     """_parse - (level, tag, config_dir, text words)."""
     level, tag, config_dir = "info", "", None
-    i = 0
-    while i < len(argv) and argv[i].startswith("-") and len(argv[i]) > 1:
-        opt = argv[i]
-        if opt == "--":
-            i += 1
-            break
-        j = 1
-        while j < len(opt):
-            c = opt[j]
-            if c in "cpt":
-                value = opt[j + 1:]
-                if not value:
-                    i += 1
-                    if i >= len(argv):
-                        raise Fatal(f"option -{c} requires an argument\n{USAGE}", EX_USAGE)
-                    value = argv[i]
-                if c == "c":
-                    config_dir = value
-                elif c == "t":
-                    tag = value
-                else:
-                    if value.lower() not in PRIORITIES:
-                        raise Fatal(f"unknown priority value: {value}", EX_USAGE)
-                    level = PRIORITIES[value.lower()]
-                break
-            if c not in "iv":
-                raise Fatal(f"invalid option -- '{c}'\n{USAGE}", EX_USAGE)
-            j += 1
-        i += 1
-    return level, tag, config_dir, argv[i:]
+    pairs, rest = options(argv, "c:ip:t:v", USAGE)
+    for c, value in pairs:
+        if c == "c":
+            config_dir = value
+        elif c == "t":
+            tag = value
+        elif c == "p":
+            if value.lower() not in PRIORITIES:
+                raise Fatal(f"unknown priority value: {value}", EX_USAGE)
+            level = PRIORITIES[value.lower()]
+    return level, tag, config_dir, rest
 
 
 def _write(level: str, text: str) -> None:

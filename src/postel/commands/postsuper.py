@@ -63,6 +63,7 @@ from postel.commands._qadmin import (
     Fatal,
     fatal,
     load,
+    options,
     privileged,
     queue_dir,
     say,
@@ -105,36 +106,17 @@ class Options:
 def parse(argv: list[str]) -> Options:
     """parse - the command line (Fatal(EX_USAGE) on bad usage)."""
     opts = Options()
-    i = 0
-    while i < len(argv) and argv[i].startswith("-") and argv[i] != "-":
-        opt = argv[i]
-        if opt == "--":
-            i += 1
-            break
-        j = 1
-        while j < len(opt):
-            c = opt[j]
-            if c in "cdhHr":
-                value = opt[j + 1:]
-                if not value:
-                    i += 1
-                    if i >= len(argv):
-                        raise Fatal(f"option -{c} requires an argument\n{USAGE}", EX_USAGE)
-                    value = argv[i]
-                if c == "c":
-                    opts.config_dir = value
-                else:
-                    opts.ids[c].append(value)
-                break
-            if c == "p":
-                opts.purge = True
-            elif c in "sS":
-                opts.structure = True
-            elif c != "v":
-                raise Fatal(f"invalid option -- '{c}'\n{USAGE}", EX_USAGE)
-            j += 1
-        i += 1
-    for name in argv[i:]:
+    pairs, rest = options(argv, "c:d:h:H:r:psSv", USAGE)
+    for c, value in pairs:
+        if c == "c":
+            opts.config_dir = value
+        elif c in "dhHr":
+            opts.ids[c].append(value)
+        elif c == "p":
+            opts.purge = True
+        elif c in "sS":
+            opts.structure = True
+    for name in rest:
         if name not in SELECTABLE:
             raise Fatal(f"invalid directory name: {name}", EX_USAGE)
         opts.queues.append(name)
