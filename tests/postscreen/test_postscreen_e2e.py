@@ -5,18 +5,15 @@ from __future__ import annotations
 import os
 import smtplib
 import socket
-import subprocess
 import sys
-import tempfile
-import time
 
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
 
-from lib import Instance, free_port  # noqa: E402
+from lib import Instance  # noqa: E402
 
-from peerlib import require_peer  # noqa: E402
+from peerlib import Unbound  # noqa: E402
 
 # 127.0.0.2 is listed (weight 3 reaches the threshold), 127.0.0.1 is not.
 ZONE = ["2.0.0.127.bl.test.example. IN A 127.0.0.2",
@@ -25,34 +22,8 @@ ZONE = ["2.0.0.127.bl.test.example. IN A 127.0.0.2",
 
 @pytest.fixture(scope="module")
 def unbound_port():
-    path = require_peer("unbound")
-    d = tempfile.mkdtemp(prefix="postel-ps-", dir="/tmp")
-    os.chmod(d, 0o777)
-    port = free_port()
-    lines = ["server:", f"  interface: 127.0.0.1@{port}", f"  port: {port}",
-             "  do-daemonize: no", '  username: ""', '  chroot: ""', "  use-syslog: no",
-             f'  directory: "{d}"', "  do-not-query-localhost: no", "  verbosity: 0",
-             '  pidfile: ""', '  local-zone: "test.example." static']
-    lines += [f"  local-data: '{rr}'" for rr in ZONE]
-    lines += ["remote-control:", "  control-enable: no"]
-    conf = f"{d}/unbound.conf"
-    with open(conf, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    proc = subprocess.Popen([path, "-c", conf], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    import dns.resolver
-    res = dns.resolver.Resolver(configure=False)
-    res.nameservers, res.port, res.lifetime = ["127.0.0.1"], port, 1
-    for _ in range(100):
-        try:
-            res.resolve("2.0.0.127.bl.test.example", "A")
-            break
-        except Exception:
-            if proc.poll() is not None:
-                pytest.fail(f"unbound exited: {proc.stdout.read().decode()}")
-            time.sleep(0.05)
-    yield port
-    proc.terminate()
-    proc.wait(5)
+    with Unbound(ZONE, probe=('2.0.0.127.bl.test.example', 'A')) as port:
+        yield port
 
 
 def _postscreen_instance(tmp_path, unbound_port: int) -> Instance:

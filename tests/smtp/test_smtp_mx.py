@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import time
-
 import pytest
-from smtp_harness import Env, Sink, free_port, public_tmpdir, split_dump
+from smtp_harness import Env, Sink, free_port, split_dump
 
-from peerlib import require_peer
+from peerlib import Unbound, require_peer
 
 MSG = b"Subject: mx\n\nbody\n"
 
@@ -30,33 +27,8 @@ ZONE = [
 
 @pytest.fixture(scope="module")
 def unbound_port():
-    path = require_peer("unbound")
-    d = public_tmpdir()
-    port = free_port()
-    lines = ["server:", f"  interface: 127.0.0.1@{port}", f"  port: {port}",
-             "  do-daemonize: no", '  username: ""', '  chroot: ""', "  use-syslog: no",
-             f'  directory: "{d}"', "  do-not-query-localhost: no", "  verbosity: 0",
-             '  pidfile: ""', '  local-zone: "test.example." static']
-    lines += [f'  local-data: "{rr}"' for rr in ZONE]
-    lines += ["remote-control:", "  control-enable: no"]
-    conf = f"{d}/unbound.conf"
-    with open(conf, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    proc = subprocess.Popen([path, "-c", conf], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    import dns.resolver
-    res = dns.resolver.Resolver(configure=False)
-    res.nameservers, res.port, res.lifetime = ["127.0.0.1"], port, 1
-    for _ in range(100):
-        try:
-            res.resolve("mx1.test.example", "A")
-            break
-        except Exception:
-            if proc.poll() is not None:
-                pytest.fail(f"unbound exited: {proc.stdout.read().decode()}")
-            time.sleep(0.05)
-    yield port
-    proc.terminate()
-    proc.wait(5)
+    with Unbound(ZONE, probe=('mx1.test.example', 'A')) as port:
+        yield port
 
 
 def _env(tmp_path, unbound_port, sink, extra=None):
