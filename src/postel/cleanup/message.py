@@ -196,6 +196,10 @@ class MessageState:
         start = 0
         n = len(data)
         while start < n:
+            if self._state == BODY and not buf and self._plain_body():
+                start = self._bulk_body(data, start)
+                if start >= n:
+                    return
             nl = data.find(b"\n", start)
             if nl < 0:
                 buf += data[start:]
@@ -219,6 +223,34 @@ class MessageState:
                 self._record(line[:limit], cont=True)
                 line = line[limit:]
             self._record(line, cont=False)
+
+    def _plain_body(self) -> bool:
+        """_plain_body - body lines need no work: no MIME boundaries, no body_checks."""
+        return not self._stack and (not self.settings.body_checks or self.status[0] != 0
+                                    or self._body_checked >= self.settings.body_checks_size_limit)
+
+    def _bulk_body(self, data: bytes, start: int) -> int:
+        """_bulk_body - store all complete body lines from start at once; the next offset."""
+        last = data.rfind(b"\n", start)
+        if last < 0:
+            return start
+        # One CR before each LF goes, as in feed(); split() gives a trailing "".
+        lines = data[start:last + 1].replace(b"\r\n", b"\n").split(b"\n")
+        lines.pop()
+        limit = self.settings.line_length_limit
+        if max(map(len, lines)) > limit:
+            for line in lines:           # rare: cut long lines as feed() does
+                while len(line) > limit:
+                    self._record(line[:limit], cont=True)
+                    line = line[limit:]
+                self._record(line, cont=False)
+            return last + 1
+        self.size += sum(map(len, lines)) + len(lines)
+        if self.size > self.settings.message_size_limit:
+            self._fail(R_SIZE)
+        if self.status[0] == 0:
+            self.records.extend([(b"N", line) for line in lines])
+        return last + 1
 
     def finish(self) -> None:
         """finish - the content has ended; flush state, add missing headers."""

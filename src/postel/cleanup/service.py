@@ -352,16 +352,20 @@ class Job:
         if w is None:
             return
         cont = self.cont
+        lines = []
+        for kind, line in records:
+            if kind == b"L":
+                cont += line
+                continue
+            if cont:
+                lines.append(bytes(cont) + line)
+                cont.clear()
+            else:
+                lines.append(line)
+        if not lines:
+            return
         try:
-            for kind, line in records:
-                if kind == b"L":
-                    cont += line
-                    continue
-                if cont:
-                    w.write_line(bytes(cont) + line)
-                    cont.clear()
-                else:
-                    w.write_line(line)
+            w.write_lines(lines)
         except (OSError, QueueFull) as exc:
             self._io(exc)
 

@@ -434,6 +434,35 @@ class QueueFileWriter:
             raise RuntimeError(f"{self.qid}: write_line after an unfinished write_content line")
         self._line(bytes(line))
 
+    def write_lines(self, lines: list[bytes]) -> None:
+        """write_lines - complete content lines, without terminators (write_line in bulk)."""
+        self._require(_ENVELOPE, _CONTENT)
+        if self._state == _ENVELOPE:
+            self._start_content()
+        if self._pending:
+            raise RuntimeError(f"{self.qid}: write_lines after an unfinished write_content line")
+        # Short lines (the common case) get N records inline, as in write_content.
+        short = min(127, self.line_length_limit)
+        count = nbytes = 0
+        for line in lines:
+            n = len(line)
+            if n <= short:
+                buf = self._buf          # _line() may flush; re-read the buffer
+                buf.append(_N)
+                buf.append(n)
+                buf += line
+                count += 1
+                nbytes += n
+            else:
+                self._offset += 2 * count + nbytes
+                self.message_size += count + nbytes
+                count = nbytes = 0
+                self._line(bytes(line))
+        self._offset += 2 * count + nbytes
+        self.message_size += count + nbytes
+        if len(self._buf) >= FLUSH_SIZE:
+            self._flush()
+
     def finish(self) -> None:
         """finish - complete the file (end record, final size record); no fsync yet."""
         if self._state == _FINISHED:
