@@ -236,19 +236,15 @@ class DotStuffer:
         if data[-1:] == b"\r":
             self._pending_cr = True
             data = data[:-1]
-        lines = data.split(b"\n")
-        for i, line in enumerate(lines):
-            last = i == len(lines) - 1
-            if line.endswith(b"\r") and not last:
-                line = line[:-1]
-            if self._at_line_start and line[:1] == b".":
-                out += b"."
-            out += line
-            if not last:
-                out += b"\r\n"
-                self._at_line_start = True
-            elif line:
-                self._at_line_start = False
+        if not data:
+            return bytes(out)
+        # Whole-chunk replaces: one CR before each LF goes, every line that
+        # starts with "." gets one more (RFC 5321 4.5.2), LF becomes CRLF.
+        text = data.replace(b"\r\n", b"\n")
+        if self._at_line_start and text[:1] == b".":
+            out += b"."
+        out += text.replace(b"\n.", b"\n..").replace(b"\n", b"\r\n")
+        self._at_line_start = text[-1:] == b"\n"
         return bytes(out)
 
     def end(self) -> bytes:

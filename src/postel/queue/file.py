@@ -830,49 +830,68 @@ class QueueFileReader:
 
     def iter_lines(self) -> Iterator[bytes]:
         """iter_lines - each content line without terminator (checked first)."""
+        yield from self._content_lines()
+
+    def _content_lines(self) -> list[bytes]:
+        """_content_lines - all content lines, CRC, framing and size checked."""
         start = self.content_offset
         data = self._pread(self.extracted_offset - start, start)
         if zlib.crc32(data) != self._content_crc:
             raise self._corrupt(start, "content checksum mismatch")
-        size = 0
+        lines: list[bytes] = []
         parts: list[bytes] = []
-        first = True
-        for offset, rec_type, payload in iter_raw_records(data, start, self.path):
-            if first:
-                first = False
-                continue  # the M record, checked at open
-            if rec_type == _N:
-                if parts:
-                    parts.append(payload)
-                    payload = b"".join(parts)
-                    parts = []
-                size += len(payload) + 1
-                yield payload
-            elif rec_type == _L:
-                parts.append(payload)
+        pos, end, first = 0, len(data), True
+        while pos < end:
+            rec_type = data[pos]
+            # One length byte (under 128) is the common case; decode_length
+            # does the rest and the checks of bad encodings.
+            if pos + 1 < end and data[pos + 1] < 0x80:
+                length, at = data[pos + 1], pos + 2
             else:
-                raise self._corrupt(offset, f"{rec.type_name(rec_type)} record in content")
+                try:
+                    length, at = rec.decode_length(data, pos + 1)
+                except ValueError as exc:
+                    raise QueueFileCorrupt(self.path, start + pos, str(exc)) from None
+            nxt = at + length
+            if nxt > end:
+                raise QueueFileCorrupt(self.path, start + pos, "record extends past end of data")
+            if first:
+                first = False            # the M record, checked at open
+            elif rec_type == _N:
+                if parts:
+                    parts.append(data[at:nxt])
+                    lines.append(b"".join(parts))
+                    parts = []
+                else:
+                    lines.append(data[at:nxt])
+            elif rec_type == _L:
+                parts.append(data[at:nxt])
+            else:
+                raise self._corrupt(start + pos, f"{rec.type_name(rec_type)} record in content")
+            pos = nxt
         if parts:
             raise self._corrupt(self.extracted_offset, "partial line at end of content")
+        size = sum(map(len, lines)) + len(lines)
         if size != self.message_size:
             raise self._corrupt(0, f"content size {size} differs from size record "
                                    f"{self.message_size}")
+        return lines
 
     def iter_content(self, eol: bytes = b"\n", chunk_size: int = FLUSH_SIZE) -> Iterator[bytes]:
         """iter_content - the message as byte chunks of whole lines, each ending in eol."""
-        out: list[bytes] = []
-        size = 0
-        for line in self.iter_lines():
-            out.append(line)
-            size += len(line) + len(eol)
-            if size >= chunk_size:
-                out.append(b"")
-                yield eol.join(out)
-                out = []
-                size = 0
-        if out:
-            out.append(b"")
-            yield eol.join(out)
+        lines = self._content_lines()
+        if not lines:
+            return
+        lines.append(b"")
+        whole = eol.join(lines)
+        del lines
+        # Each chunk ends with the line that brings it to chunk_size or more.
+        pos, end, last = 0, len(whole), eol[-1:] or b"\n"
+        while pos < end:
+            j = whole.find(last, pos + max(chunk_size, 1) - 1)
+            cut = end if j < 0 else j + 1
+            yield whole[pos:cut]
+            pos = cut
 
     def read_content(self, eol: bytes = b"\n") -> bytes:
         """read_content - the whole message as bytes (small messages, tests)."""
