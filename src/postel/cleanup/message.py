@@ -203,7 +203,7 @@ class MessageState:
             nl = data.find(b"\n", start)
             if nl < 0:
                 buf += data[start:]
-                while len(buf) > limit:
+                while len(buf) > limit + (buf[-1:] == b"\r"):
                     # Keep a trailing CR with its LF; cut the rest as continuation.
                     piece = bytes(buf[:limit])
                     del buf[:limit]
@@ -235,7 +235,11 @@ class MessageState:
         if last < 0:
             return start
         # One CR before each LF goes, as in feed(); split() gives a trailing "".
-        lines = data[start:last + 1].replace(b"\r\n", b"\n").split(b"\n")
+        seg = data[start:last + 1]
+        if seg.count(b"\n") == seg.count(b"\r\n"):
+            lines = seg.split(b"\r\n")    # CRLF throughout: no copy to LF first
+        else:
+            lines = seg.replace(b"\r\n", b"\n").split(b"\n")
         lines.pop()
         limit = self.settings.line_length_limit
         if max(map(len, lines)) > limit:
