@@ -240,11 +240,18 @@ class DotStuffer:
             return bytes(out)
         # Whole-chunk replaces: one CR before each LF goes, every line that
         # starts with "." gets one more (RFC 5321 4.5.2), LF becomes CRLF.
-        text = data.replace(b"\r\n", b"\n")
-        if self._at_line_start and text[:1] == b".":
+        if self._at_line_start and data[:1] == b".":
             out += b"."
+        self._at_line_start = data[-1:] == b"\n"
+        if data.count(b"\n") == data.count(b"\r\n"):
+            # Already CRLF throughout (the usual case): only the dots change.
+            stuffed = data.replace(b"\n.", b"\n..")
+            if not out:
+                return bytes(stuffed)        # no copy for bytes
+            out += stuffed
+            return bytes(out)
+        text = data.replace(b"\r\n", b"\n")
         out += text.replace(b"\n.", b"\n..").replace(b"\n", b"\r\n")
-        self._at_line_start = text[-1:] == b"\n"
         return bytes(out)
 
     def end(self) -> bytes:
