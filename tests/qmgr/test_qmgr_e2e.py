@@ -201,3 +201,21 @@ def test_kill_qmgr_while_delivering(tmp_path, sink):
         assert inst.count_log(r": removed") >= n - 1
     finally:
         inst.cleanup()
+
+
+def test_defer_transports_wait_for_a_flush(tmp_path, sink):
+    sink.start()
+    inst = _instance(tmp_path, sink, defer_transports="smtp")
+    try:
+        inst.start()
+        _send(inst, "x@remote.example", "held back")
+        line = inst.wait_log(r"to=<x@remote\.example>, .*status=deferred", timeout=20)
+        assert "(deferred transport)" in line and "dsn=4.3.2" in line
+        time.sleep(2.5)                                  # past minimal_backoff_time: still waiting
+        assert sink.subjects() == []
+        cp = inst.postel("queue", "-f")                  # postqueue -f: the flush delivers it
+        assert cp.returncode == 0, cp.stderr
+        assert "held back" in sink.wait_count(1, timeout=30)
+        inst.wait_log(r"to=<x@remote\.example>, relay=127\.0\.0\.1.*status=sent", timeout=20)
+    finally:
+        inst.cleanup()

@@ -139,6 +139,7 @@ class MsgData:
     dsn_envid: str = ""
     dsn_ret: int = 0
     warn_time: int = 0
+    dfxp: bool = False              # activated by a flush: defer_transports do not apply
     rcpts: list[DeliverRcpt] = field(default_factory=list)   # the slice in memory
     next_rcpt: int = 0              # index of the first recipient not read yet
     total_rcpts: int = 0            # recipient records in the queue file
@@ -151,6 +152,8 @@ def _param(cfg, name: str, kind: str, default):
             return cfg.get_int(name)
         if kind == "time":
             return cfg.get_time(name)
+        if kind == "list":
+            return cfg.get_list(name)
         return cfg.get(name)
     except Exception:
         return default
@@ -214,6 +217,10 @@ class Qmgr:
         self.scan_incoming = True
         self.scan_deferred = True
         self.scan_all = False
+        # defer_transports: mail for these transports waits until someone
+        # flushes the queue (postqueue -f, sendmail -q: the trigger has "F").
+        self.defer_transports = set(_param(cfg, "defer_transports", "list", []))
+        self.flush_dfxp = False
         self.tasks: set[asyncio.Task] = set()
         self.delivered_requests = 0
 
@@ -237,6 +244,7 @@ class Qmgr:
             self.scan_deferred = True
         if b"F" in data:
             self.sched.flush_dead()
+            self.flush_dfxp = True
         self.wake.set()
 
     # -- start-up
@@ -252,6 +260,7 @@ class Qmgr:
     async def scan(self, queue: str, now: float) -> None:
         """scan - move eligible files of queue to active/ and schedule them."""
         scan_all = self.scan_all and queue == "deferred"
+        dfxp = self.flush_dfxp
         for qid in list(self.qd.scan(queue)):
             if len(self.active) >= self.active_limit or self.rcpts_in_core >= self.rcpt_limit:
                 return
@@ -269,9 +278,11 @@ class Qmgr:
                 self.qd.move(qid, queue, "active")
             except OSError:
                 continue            # gone (postsuper) or moved meanwhile
-            await self.activate(qid, now)
+            await self.activate(qid, now, dfxp)
         if scan_all:
             self.scan_all = False
+        if queue == "deferred":
+            self.flush_dfxp = False     # the flush has gone over both queues
 
     def _read(self, qid: str) -> QueueFileReader | None:
         """_read - open an active queue file; quarantine a corrupt one."""
@@ -283,7 +294,7 @@ class Qmgr:
             log.warning("%s: cannot open queue file: %s", qid, exc)
         return None
 
-    async def activate(self, qid: str, now: float) -> None:
+    async def activate(self, qid: str, now: float, dfxp: bool = False) -> None:
         """activate - read a message now in active/ and give it to the scheduler."""
         qf = self._read(qid)
         if qf is None:
@@ -291,7 +302,8 @@ class Qmgr:
         try:
             env = qf.envelope
             data = MsgData(qid, env.sender, env.time or now, now, qf.message_size,
-                           dict(env.attrs), env.dsn_envid, env.dsn_ret, env.warn_time)
+                           dict(env.attrs), env.dsn_envid, env.dsn_ret, env.warn_time,
+                           dfxp=dfxp)
             log.info("%s: from=<%s>, size=%d, nrcpt=%d (queue active)", qid, env.sender,
                      qf.message_size, len(qf.recipients))
             with contextlib.suppress(OSError):
@@ -369,6 +381,8 @@ class Qmgr:
         if filt:
             ft, _, fn = filt.partition(":")
             transport, nexthop = ft or transport, fn or nexthop
+        if transport in self.defer_transports and not data.dfxp:
+            return self._immediate(data, rcpt, "defer", "4.3.2", "deferred transport", qf)
         return transport, nexthop, rcpt
 
     async def _resolve(self, addr: str, sender: str):
