@@ -401,29 +401,7 @@ class QueueFileWriter:
         data = self._pending + chunk if self._pending else bytes(chunk)
         lines = data.split(b"\n")
         self._pending = lines.pop()
-        # Fast path for short lines (the common case), inlined from _line().
-        short = min(127, self.line_length_limit)
-        count = nbytes = 0               # short lines not yet in _offset/message_size
-        for line in lines:
-            if line[-1:] == b"\r":
-                line = line[:-1]
-            n = len(line)
-            if n <= short:
-                buf = self._buf          # _line() may flush; re-read the buffer
-                buf.append(_N)
-                buf.append(n)
-                buf += line
-                count += 1
-                nbytes += n
-            else:
-                self._offset += 2 * count + nbytes
-                self.message_size += count + nbytes
-                count = nbytes = 0
-                self._line(line)
-        self._offset += 2 * count + nbytes
-        self.message_size += count + nbytes
-        if len(self._buf) >= FLUSH_SIZE:
-            self._flush()
+        self._put_lines(lines, strip_cr=True)
 
     def write_line(self, line: bytes) -> None:
         """write_line - one complete content line, without its terminator."""
@@ -441,10 +419,15 @@ class QueueFileWriter:
             self._start_content()
         if self._pending:
             raise RuntimeError(f"{self.qid}: write_lines after an unfinished write_content line")
-        # Short lines (the common case) get N records inline, as in write_content.
+        self._put_lines(lines, strip_cr=False)
+
+    def _put_lines(self, lines: Iterable[bytes], strip_cr: bool) -> None:
+        """_put_lines - N records for complete lines; short ones (the common case) inline."""
         short = min(127, self.line_length_limit)
-        count = nbytes = 0
+        count = nbytes = 0               # short lines not yet in _offset/message_size
         for line in lines:
+            if strip_cr and line[-1:] == b"\r":
+                line = line[:-1]
             n = len(line)
             if n <= short:
                 buf = self._buf          # _line() may flush; re-read the buffer
