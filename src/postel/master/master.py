@@ -496,6 +496,10 @@ class Master:
             env[skeleton.ENV_LISTEN] = ",".join(f"{fd}:{ep.type}"
                                                 for fd, ep in zip(mine, serv.endpoints, strict=False))
             log.set_process_name(serv.runner.argv0)
+            _set_comm(serv.runner.argv0)
+            prof_dir = os.environ.get("POSTEL_PROFILE_DIR")
+            if prof_dir:                 # developers: cProfile each child (docs/performance.md)
+                return _profiled(serv.runner.main, argv, prof_dir, entry.service)
             rc = serv.runner.main(argv)
             return int(rc or 0)
         return self._exec_external(serv, mine, argv, env)
@@ -704,6 +708,31 @@ def _kill(pid: int, sig: int) -> None:
     try:
         os.kill(pid, sig)
     except ProcessLookupError:
+        pass
+
+
+
+def _profiled(main, argv: list[str], prof_dir: str, name: str) -> int:
+    """_profiled - run a service's main under cProfile; the statistics go to
+    PROF_DIR/NAME.PID.prof when the process ends (postel stop)."""
+    import cProfile
+
+    prof = cProfile.Profile()
+    try:
+        return int(prof.runcall(main, argv) or 0)
+    finally:
+        prof.dump_stats(os.path.join(prof_dir, f"{name}.{os.getpid()}.prof"))
+
+
+def _set_comm(name: str) -> None:
+    """_set_comm - name a forked child in ps/top (/proc/PID/comm), as Postfix's
+    processes show as smtpd, cleanup, qmgr; a no-op where prctl is missing."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(15, ctypes.c_char_p(os.path.basename(name).encode()[:15]), 0, 0, 0)  # PR_SET_NAME
+    except (OSError, AttributeError):
         pass
 
 
