@@ -73,6 +73,8 @@ def test_negative_feedback_and_dead_site():
     m2 = Msg("B")
     s.add(m2, [("smtp", "x", "n")], 10, dest_key=lambda r: "d")
     assert s.jobs(10) == [] and len(s.take_defers()) == 1
+    # finished once, not twice (the second finish found the file already moved)
+    assert s.take_finished() == [m2]
     assert s.next_event(10) == 302
     # after minimal_backoff_time the destination lives again at the initial window
     m3 = Msg("C")
@@ -147,3 +149,18 @@ def test_backoff_time():
     assert backoff_time(1000, 990, 300, 4000) == 1300
     assert backoff_time(100000, 0, 300, 4000) == 104000
     assert backoff_time(10000, 9000, 300, 4000) == 11000
+
+
+def test_message_for_dead_destination_finishes_once():
+    s = _sched(recipient_limit=1, initial_concurrency=1, failed_cohort_limit=1)
+    m = Msg("A")
+    s.add(m, [("smtp", "x", 0)], 0, dest_key=lambda r: "d")
+    [job] = s.jobs(0)
+    s.done(job, ["deferred"], site_dead=True, reason="connect refused", now=1)
+    assert s.take_finished() == [m]
+    m2 = Msg("B")
+    s.add(m2, [("smtp", "x", i) for i in range(3)], 2, dest_key=lambda r: "d")
+    assert s.take_finished() == [m2] and m2.pending == 0 and m2.deferred == 3
+    empty = Msg("C")
+    s.add(empty, [], 3)
+    assert s.take_finished() == [empty]

@@ -239,7 +239,9 @@ class Scheduler:
                     q.todo.append(entry)
             self._ring(q)
             self._maybe_drop(q)
-        if msg.pending == 0:
+        # With recipients, _outcome() finishes the message when the last one is
+        # deferred here (dead destination); only a message with none ends here.
+        if not groups and msg.pending == 0:
             self._finished.append(msg)
 
     # -- selection
