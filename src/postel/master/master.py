@@ -288,6 +288,7 @@ class Master:
 
     def run(self) -> int:
         """run - the event loop; returns the exit status."""
+        _set_comm("master")
         while True:
             self._update_listen()
             if self.stopping and not self.children:
