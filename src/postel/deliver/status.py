@@ -28,8 +28,8 @@ DESCRIPTION
         Postfix does: 2 significant digits, no more decimals than
         $delay_logging_resolution_limit, "0" below that resolution;
       * sent() and bounce() mark the recipient done in the queue file
-        (the record is rewritten and fsync-ed before the agent replies), so
-        that a crash never delivers it again;
+        (the record is rewritten before the agent replies, without fsync as
+        Postfix: a system crash may deliver it once more, never lose it);
       * bounce() and defer() append an entry to the message's bounce/ or
         defer/ log; sent() appends to trace/ when the request has the
         "trace" flag (sendmail -v) or the recipient asked for
@@ -334,7 +334,7 @@ def _log_line(dctx: DeliveryContext, rcpt: DeliverRcpt, relay: str, dsn: str,
 
 
 def _mark_done(dctx: DeliveryContext, rcpt: DeliverRcpt) -> None:
-    """_mark_done - rewrite the recipient record as done (R -> D), fsync-ed."""
+    """_mark_done - rewrite the recipient record as done (R -> D), not synced."""
     if dctx.qf is None or rcpt.offset < 0:
         return
     dctx.qf.mark_done(rcpt.offset)

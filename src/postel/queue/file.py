@@ -13,7 +13,7 @@ SYNOPSIS
     r.envelope, r.extracted, r.recipients, r.message_size
     for line in r.iter_lines(): ...              # lines without terminator
     for chunk in r.iter_content(eol=b"\\r\\n"): ...
-    r.mark_done(r.recipients[0])                 # R -> D in place, fsync
+    r.mark_done(r.recipients[0])                 # R -> D in place (no fsync)
     r.close()
 
 DESCRIPTION
@@ -882,8 +882,13 @@ class QueueFileReader:
 
     # -- in-place updates ------------------------------------------------------------
 
-    def mark_done(self, rcpt: Recipient | int) -> None:
-        """mark_done - rewrite a recipient's R to D in place and fsync."""
+    def mark_done(self, rcpt: Recipient | int, *, sync: bool = False) -> None:
+        """mark_done - rewrite a recipient's R to D in place (fsync only when sync).
+
+        As Postfix's deliver_completed(): the byte is written, not synced.  A
+        system crash may lose it, and the recipient is then delivered again
+        (a duplicate, never a loss); the delivery itself (mailbox fsync, the
+        remote 250) has happened before."""
         offset = rcpt.offset if isinstance(rcpt, Recipient) else rcpt
         if self._by_offset is None:
             self._by_offset = {r.offset: r for r in self.recipients}
@@ -895,7 +900,8 @@ class QueueFileReader:
         current = os.pread(self._fd, 1, offset)
         if current == b"R":
             os.pwrite(self._fd, b"D", offset)
-            os.fsync(self._fd)
+            if sync:
+                os.fsync(self._fd)
         elif current != b"D":
             raise self._corrupt(offset, "recipient record changed under us")
         target.done = True
