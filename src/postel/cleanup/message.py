@@ -94,6 +94,15 @@ RECIPIENT_HEADERS = frozenset({
     "to", "cc", "bcc", "apparently-to", "resent-to", "resent-cc", "resent-bcc",
 })
 
+# The common shapes of an address header value, "user@domain", "<user@domain>",
+# "Name <user@domain>" and '"Name" <user@domain>' (RFC 5322 3.4), all ASCII on
+# one line: header_addrs() takes the address from here without the full parser.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_ADDR = rf"{_ATOM}(?:\.{_ATOM})*(?:@{_ATOM}(?:\.{_ATOM})*)?"
+_WORD = r"[!#-'*+\-./0-9=?A-Z^-~]+"
+_PHRASE = rf'(?:{_WORD}(?:[ \t]+{_WORD})*|"[ !#-\[\]-~]*")'
+_SIMPLE_ADDR_RE = re.compile(rf"[ \t]*(?:({_ADDR})|(?:{_PHRASE}[ \t]*)?<({_ADDR})>)[ \t]*\Z")
+
 # Address rewriting callback: (address, header_class) -> rewritten address,
 # where header_class is "header_sender" or "header_recipient".
 Rewriter = Callable[[str, str], str]
@@ -499,9 +508,8 @@ class MessageState:
         if self.extract and name in ("to", "cc", "bcc", "resent-to", "resent-cc",
                                      "resent-bcc"):
             dest = self.resent_extracted if name.startswith("resent-") else self.extracted
-            for _, addr in email.utils.getaddresses([text.partition(":")[2]]):
-                if addr:
-                    dest.append(self._rewrite(addr, "header_recipient"))
+            for addr in header_addrs(text.partition(":")[2]):
+                dest.append(self._rewrite(addr, "header_recipient"))
         if name in self.settings.message_drop_headers:
             return None
         if self.rewrite is not None and (name in SENDER_HEADERS or name in RECIPIENT_HEADERS):
@@ -522,10 +530,7 @@ class MessageState:
         """
         hclass = "header_sender" if name in SENDER_HEADERS else "header_recipient"
         head, colon, value = text.partition(":")
-        pairs = email.utils.getaddresses([value])
-        for _, addr in pairs:
-            if not addr:
-                continue
+        for addr in header_addrs(value):
             new = self._rewrite(addr, hclass)
             if new != addr:
                 value = _replace_addr(value, addr, new)
@@ -642,6 +647,18 @@ class MessageState:
 
 
 _KEEP = object()
+
+
+def header_addrs(value: str) -> list[str]:
+    """header_addrs - the addresses in an address header value, as email.utils finds them.
+
+    One plain address (the usual From:/To:) is matched by a regular
+    expression; anything else goes through email.utils.getaddresses().
+    """
+    m = _SIMPLE_ADDR_RE.match(value)
+    if m is not None:
+        return [m.group(1) or m.group(2)]
+    return [addr for _, addr in email.utils.getaddresses([value]) if addr]
 
 
 def _replace_addr(value: str, old: str, new: str) -> str:

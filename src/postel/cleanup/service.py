@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import sys
 import time
 
@@ -66,6 +67,7 @@ LOG_ATTRS = ("client_name", "client_address", "client_port", "helo_name", "proto
              "reverse_client_name", "server_address", "server_port", "trace_flags")
 REQUEST_LIMITS = Limits(max_value=256 * 1024, max_count=100000, max_total=64 * 1024 * 1024)
 HEADER_BUFFER_LIMIT = 4 * 1024 * 1024     # primary header records held before the envelope
+HEADER_ADDR_CACHE = 1024                  # header addresses whose rewrite is remembered
 SPACE_CACHE = 1.0                         # seconds one statvfs(2) answers queue_minfree checks
 
 R_STORAGE = (452, "4.3.1", "Insufficient system storage")
@@ -117,6 +119,13 @@ class CleanupService:
             from postel.ipc.rewrite_client import RewriteClient
             rewrite_client = RewriteClient(queue_directory)
         self.rewrite_client = rewrite_client
+        maps = self.maps
+        if not (maps.canonical_maps or maps.sender_canonical_maps
+                or maps.recipient_canonical_maps):
+            # Without canonical tables the header rewrite depends on main.cf
+            # alone (read once per process): remember the answers.
+            self.rewrite_header_addr = functools.lru_cache(maxsize=HEADER_ADDR_CACHE)(
+                self.rewrite_header_addr)
 
     async def rewrite_envelope(self, context: str, addr: str) -> str:
         """rewrite_envelope - trivial-rewrite an internal-form address."""
@@ -129,7 +138,9 @@ class CleanupService:
 
         XXX The rules of trivial-rewrite(8) local context (append_at_myorigin,
         append_dot_mydomain) are applied here without a round trip, since
-        header processing is synchronous; see docs/cleanup.md.
+        header processing is synchronous; see docs/cleanup.md.  When no
+        canonical table is configured the answers are cached per process
+        (HEADER_ADDR_CACHE addresses, least recently used out first).
         """
         if "@" not in addr:
             if self.append_at and self.myorigin and "!" not in addr and "%" not in addr:
