@@ -84,6 +84,7 @@ import contextlib
 import fcntl
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from postel import log
@@ -101,6 +102,7 @@ from postel.qmgr.sched import Job, Msg, Scheduler, TransportParams
 from postel.queue import QueueDir, QueueFileCorrupt, QueueFileReader
 
 INCOMING_POLL = 1.0          # seconds between incoming scans without triggers
+UNLINK_THREADS = 4           # threads that remove finished queue files
 
 
 def _being_delivered(path: str) -> bool:
@@ -223,6 +225,12 @@ class Qmgr:
         self.flush_dfxp = False
         self.tasks: set[asyncio.Task] = set()
         self.delivered_requests = 0
+        # Files recover() moved back from active/: only these can still be in
+        # the hands of an agent of a killed qmgr (see _being_delivered).
+        self.recovered: set[str] = set()
+        # Removing a just-delivered (fsynced) file can wait milliseconds for
+        # the file system's journal: threads do it, the loop goes on.
+        self.unlinker: ThreadPoolExecutor | None = None
 
     def _process_limits(self) -> dict[str, int]:
         """_process_limits - master.cf process limit per service name."""
@@ -254,6 +262,7 @@ class Qmgr:
         for qid in list(self.qd.scan("active")):
             with contextlib.suppress(OSError):
                 self.qd.move(qid, "active", "incoming")
+                self.recovered.add(qid)
 
     # -- queue scans
 
@@ -272,8 +281,10 @@ class Qmgr:
                         continue
                 except OSError:
                     continue
-            if _being_delivered(self.qd.path(queue, qid)):
-                continue            # an agent of a killed qmgr is still at it: later
+            if qid in self.recovered:
+                if _being_delivered(self.qd.path(queue, qid)):
+                    continue        # an agent of a killed qmgr is still at it: later
+                self.recovered.discard(qid)
             try:
                 self.qd.move(qid, queue, "active")
             except OSError:
@@ -495,10 +506,25 @@ class Qmgr:
         self._remove(qid)
 
     def _remove(self, qid: str) -> None:
-        """_remove - delete the queue file and its defer log; log "removed"."""
+        """_remove - delete the queue file (in a thread) and its defer log; log "removed"."""
         with contextlib.suppress(OSError):
             os.unlink(self.qd.path("defer", qid))
-        if self.qd.remove("active", qid):
+        if self.unlinker is None:
+            self.unlinker = ThreadPoolExecutor(UNLINK_THREADS, thread_name_prefix="qmgr-unlink")
+        fut = asyncio.get_running_loop().run_in_executor(self.unlinker, self.qd.remove,
+                                                          "active", qid)
+        self.tasks.add(fut)
+        fut.add_done_callback(lambda f: self._removed(qid, f))
+
+    def _removed(self, qid: str, fut: asyncio.Future) -> None:
+        """_removed - log the end of a removal done by an unlink thread."""
+        self.tasks.discard(fut)
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if exc is not None:
+            log.warning("%s: cannot remove queue file: %s", qid, exc)
+        elif fut.result():
             log.info("%s: removed", qid)
 
     def _clear_warn(self, qid: str) -> None:
