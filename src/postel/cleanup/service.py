@@ -255,11 +255,12 @@ class Job:
     async def envelope(self, req) -> None:
         """envelope - sender, recipients and attributes, rewritten and mapped."""
         svc = self.svc
+        first = dict(reversed(req.items()))      # name -> first value, as req.get()
         attrs = {}
         for name in LOG_ATTRS:
-            v = req.get(name)
-            if v is not None and v != "":
-                attrs[name] = v
+            v = first.get(name)
+            if v:
+                attrs[name] = v.decode("utf-8", "surrogateescape")
         self.context = "local" if req.get("rewrite_context", "remote") == "local" else "remote"
         sender = req.get("sender", "") or ""
         rcpts = [v.decode("utf-8", "surrogateescape") for v in req.getall("rcpt")]

@@ -81,6 +81,8 @@ _SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 _N = rec.REC_TYPE_NORM
 _L = rec.REC_TYPE_CONT
 _WARN_ZERO = b"0" * rec.WARN_WIDTH
+_SIZE_ZERO = rec.encode(rec.REC_TYPE_SIZE, rec.format_size(0, 0, 0, 0, 0, 0, 0))
+_R = bytes((rec.REC_TYPE_RCPT,))
 _TIME_RE = re.compile(rb"(\d{1,12})\.(\d{6})\Z")
 _INT_RE = re.compile(rb"\d{1,3}\Z")
 _WARN_RE = re.compile(rb"\d{12}\Z")
@@ -147,6 +149,14 @@ def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
         offset += n
 
 
+def _put(parts: list[bytes], rec_type: int, payload: bytes) -> int:
+    """_put - append one encoded record to parts; returns its length."""
+    n = len(payload)
+    record = bytes((rec_type, n)) + payload if n < 128 else rec.encode(rec_type, payload)
+    parts.append(record)
+    return len(record)
+
+
 def fsync_dir(path: str) -> None:
     """fsync_dir - make a directory's entries (a rename) durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -168,10 +178,10 @@ class QueueFileWriter:
                  lazy: bool = False) -> None:
         self.qd = qd
         self.queue_name = queue_name
-        self.qid = qid or new_qid()
-        self.path = qd.path(queue_name, self.qid)
-        self.temp_path = self.path + TEMP_SUFFIX
-        self.dir_path = os.path.dirname(self.path)
+        self.qid = qid = qid or new_qid()
+        self.dir_path = dir_path = qd.dir_path(queue_name, qid)
+        self.path = path = f"{dir_path}/{qid}"
+        self.temp_path = path + TEMP_SUFFIX
         self.line_length_limit = max(1, line_length_limit)
         self._state = _NEW
         self._fd = -1
@@ -188,8 +198,8 @@ class QueueFileWriter:
         self.message_size = 0
         if not lazy:
             self._open()
-        self._buf += rec.encode(rec.REC_TYPE_SIZE, rec.format_size(0, 0, 0, 0, 0, 0, 0))
-        self._offset = len(self._buf)
+        self._buf += _SIZE_ZERO
+        self._offset = len(_SIZE_ZERO)
 
     def _open(self) -> None:
         """_open - create the temporary file (and a missing hashed subdirectory)."""
@@ -261,8 +271,26 @@ class QueueFileWriter:
             self._flush()
         return offset
 
-    def _rcpt(self, rcpt: Recipient) -> None:
-        """_rcpt - append one recipient group (modifiers, then R or D)."""
+    def _put_meta(self, parts: list[bytes], normal: dict[int, bytes]) -> None:
+        """_put_meta - append encoded envelope/extracted records in one piece.
+
+        normal maps an index in parts to the form the CRC sees (see _meta)."""
+        blob = b"".join(parts)
+        self._buf += blob
+        self._offset += len(blob)
+        if normal:
+            parts = list(parts)
+            for i, record in normal.items():
+                parts[i] = record
+            blob = b"".join(parts)
+        self._meta_crc = zlib.crc32(blob, self._meta_crc)
+        if len(self._buf) >= FLUSH_SIZE:
+            self._flush()
+
+    def _rcpt_parts(self, rcpt: Recipient, parts: list[bytes], normal: dict[int, bytes],
+                    pos: int) -> int:
+        """_rcpt_parts - encode one recipient group (modifiers, then R or D) at file offset
+        pos into parts; returns the offset after it."""
         if not isinstance(rcpt.address, str):
             raise ValueError(f"recipient address must be str: {rcpt.address!r}")
         if self._rcpt_count >= rec.RCPT_LIMIT:
@@ -270,23 +298,42 @@ class QueueFileWriter:
         if not 0 <= rcpt.dsn_notify <= 15:
             raise ValueError(f"bad DSN NOTIFY mask: {rcpt.dsn_notify}")
         if rcpt.orig_rcpt:
-            self._meta(rec.REC_TYPE_ORCP, rec.text(rcpt.orig_rcpt))
+            pos += _put(parts, rec.REC_TYPE_ORCP, rcpt.orig_rcpt.encode("utf-8", "surrogateescape"))
         if rcpt.dsn_orcpt:
-            self._meta(rec.REC_TYPE_DSN_ORCPT, rec.text(rcpt.dsn_orcpt))
+            pos += _put(parts, rec.REC_TYPE_DSN_ORCPT,
+                        rcpt.dsn_orcpt.encode("utf-8", "surrogateescape"))
         if rcpt.dsn_notify:
-            self._meta(rec.REC_TYPE_DSN_NOTIFY, str(rcpt.dsn_notify).encode())
-        rcpt.offset = self._meta(rec.REC_TYPE_DONE if rcpt.done else rec.REC_TYPE_RCPT,
-                                 rec.text(rcpt.address))
+            pos += _put(parts, rec.REC_TYPE_DSN_NOTIFY, str(rcpt.dsn_notify).encode())
+        rcpt.offset = pos
+        if rcpt.done:
+            pos += _put(parts, rec.REC_TYPE_DONE, rcpt.address.encode("utf-8", "surrogateescape"))
+            normal[len(parts) - 1] = _R + parts[-1][1:]
+        else:
+            pos += _put(parts, rec.REC_TYPE_RCPT, rcpt.address.encode("utf-8", "surrogateescape"))
         self._rcpt_count += 1
+        return pos
 
-    def _attr(self, name: str, value: str) -> None:
-        """_attr - append one named attribute."""
+    def _rcpt(self, rcpt: Recipient) -> None:
+        """_rcpt - append one recipient group (modifiers, then R or D)."""
+        parts: list[bytes] = []
+        normal: dict[int, bytes] = {}
+        self._rcpt_parts(rcpt, parts, normal, self._offset)
+        self._put_meta(parts, normal)
+
+    def _attr_part(self, name: str, value: str, parts: list[bytes]) -> int:
+        """_attr_part - encode one named attribute into parts; returns its length."""
         if not name or "=" in name:
             raise ValueError(f"bad attribute name: {name!r}")
         if self._attr_count >= rec.ATTR_COUNT_LIMIT:
             raise ValueError(f"more than {rec.ATTR_COUNT_LIMIT} attributes")
-        self._meta(rec.REC_TYPE_ATTR, rec.text(f"{name}={value}"))
         self._attr_count += 1
+        return _put(parts, rec.REC_TYPE_ATTR, f"{name}={value}".encode("utf-8", "surrogateescape"))
+
+    def _attr(self, name: str, value: str) -> None:
+        """_attr - append one named attribute."""
+        parts: list[bytes] = []
+        self._attr_part(name, value, parts)
+        self._put_meta(parts, {})
 
     def _line(self, line: bytes) -> None:
         """_line - append one content line as N (or L... N) records."""
@@ -349,22 +396,29 @@ class QueueFileWriter:
         arrival = env.time if env.time > 0 else time.time()
         usec_total = int(round(arrival * 1_000_000))
         sec, usec = divmod(usec_total, 1_000_000)
-        self._meta(rec.REC_TYPE_TIME, f"{sec}.{usec:06d}".encode())
+        # The whole segment is encoded into parts and appended (and CRC'ed) at once.
+        parts: list[bytes] = []
+        normal: dict[int, bytes] = {}
+        pos = self._offset
+        pos += _put(parts, rec.REC_TYPE_TIME, f"{sec}.{usec:06d}".encode())
         if env.full_name:
-            self._meta(rec.REC_TYPE_FULL, rec.text(env.full_name))
+            pos += _put(parts, rec.REC_TYPE_FULL, rec.text(env.full_name))
         if env.warn_time:
-            self._warn_offset = self._meta(rec.REC_TYPE_WARN, f"{int(env.warn_time):012d}".encode())
-        self._meta(rec.REC_TYPE_FROM, rec.text(env.sender))
+            self._warn_offset = pos
+            pos += _put(parts, rec.REC_TYPE_WARN, f"{int(env.warn_time):012d}".encode())
+            normal[len(parts) - 1] = parts[-1][:-rec.WARN_WIDTH] + _WARN_ZERO
+        pos += _put(parts, rec.REC_TYPE_FROM, rec.text(env.sender))
         if env.content_filter:
-            self._meta(rec.REC_TYPE_FILT, rec.text(env.content_filter))
+            pos += _put(parts, rec.REC_TYPE_FILT, rec.text(env.content_filter))
         if env.dsn_envid:
-            self._meta(rec.REC_TYPE_DSN_ENVID, rec.text(env.dsn_envid))
+            pos += _put(parts, rec.REC_TYPE_DSN_ENVID, rec.text(env.dsn_envid))
         if env.dsn_ret:
-            self._meta(rec.REC_TYPE_DSN_RET, str(env.dsn_ret).encode())
+            pos += _put(parts, rec.REC_TYPE_DSN_RET, str(env.dsn_ret).encode())
         for name, value in env.attrs.items():
-            self._attr(name, value)
+            pos += self._attr_part(name, value, parts)
         for rcpt in env.recipients:
-            self._rcpt(rcpt)
+            pos = self._rcpt_parts(rcpt, parts, normal, pos)
+        self._put_meta(parts, normal)
 
     def add_recipient(self, rcpt: Recipient) -> None:
         """add_recipient - one more recipient (extracted segment once content began)."""

@@ -146,6 +146,7 @@ class QueueDir:
         self.space_cache = 0.0           # seconds a free_space() answer may be reused
         self._owners: dict[str, tuple[int, int]] = {}
         self._space: tuple[float, int] | None = None
+        self._tops: dict[str, str] = {}  # queue name -> its top directory
 
     @classmethod
     def from_params(cls, params: Mapping[str, str]) -> QueueDir:
@@ -168,7 +169,12 @@ class QueueDir:
         """dir_path - the (hashed) directory that holds a queue file."""
         if not _name_ok(queue_name, qid):
             raise ValueError(f"bad queue file name: {qid!r}")
-        return os.path.join(self.queue_path(queue_name), *hash_dirs(qid, self.depth(queue_name)))
+        top = self._tops.get(queue_name)
+        if top is None:
+            top = self._tops[queue_name] = self.queue_path(queue_name)
+        if queue_name not in self.hash_queue_names:
+            return top
+        return os.path.join(top, *hash_dirs(qid, self.hash_queue_depth))
 
     def path(self, queue_name: str, qid: str) -> str:
         """path - the full path of a queue file, hashed where configured."""

@@ -51,14 +51,28 @@ MAX_HASH_DEPTH = 5  # the microseconds field has 20 bits = 5 nibbles
 
 _QID_RE = re.compile(r"[0-9A-Za-p]{10}z[0-9A-Za-p]{7}\Z")
 _VALUE = {c: i for i, c in enumerate(DIGITS)}
+_COUNT_MOD = BASE ** COUNT_WIDTH
+assert BASE == 52 and USEC_WIDTH == 4 and COUNT_WIDTH == 3    # new_qid() unrolls these
 
 
 class _State:
     last_us = 0
     counter = 0
+    sec = -1            # the second whose digits are in sec_text
+    sec_text = ""
+    pid_text = ""       # the process ID part, made once per process
 
 
 _state = _State()
+
+
+def _forget_pid() -> None:
+    """_forget_pid - a forked child has another process ID."""
+    _state.pid_text = ""
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pid)
 
 
 def _encode(value: int, width: int) -> str:
@@ -86,10 +100,19 @@ def new_qid(now: float | None = None) -> str:
         if now_us < _state.last_us:
             now_us = _state.last_us
         _state.last_us = now_us
-    _state.counter = (_state.counter + 1) % (BASE ** COUNT_WIDTH)
+    state = _state
+    state.counter = count = (state.counter + 1) % _COUNT_MOD
     sec, usec = divmod(now_us, 1_000_000)
-    return (_encode(sec, SEC_WIDTH) + _encode(usec, USEC_WIDTH) + SEPARATOR
-            + _encode(os.getpid(), PID_WIDTH) + _encode(_state.counter, COUNT_WIDTH))
+    if sec != state.sec:
+        state.sec_text = _encode(sec, SEC_WIDTH)
+        state.sec = sec
+    if not state.pid_text:
+        state.pid_text = SEPARATOR + _encode(os.getpid(), PID_WIDTH)
+    # The fixed-width usec (4 digits) and counter (3 digits) parts, unrolled.
+    d = DIGITS
+    return (state.sec_text + d[usec // 140608 % 52] + d[usec // 2704 % 52] + d[usec // 52 % 52]
+            + d[usec % 52] + state.pid_text + d[count // 2704] + d[count // 52 % 52]
+            + d[count % 52])
 
 
 def qid_ok(qid: str) -> bool:
