@@ -32,7 +32,10 @@ DESCRIPTION
 
     multi_server_main: each client connection of an inet, unix or pass
     listener runs handler(reader, writer, ctx) as its own task; many run at
-    once.  A process accepts at most `concurrency` clients at the same time
+    once.  With takes_socket=True the handler is called as handler(sock,
+    ctx) with the accepted non-blocking socket instead, and owns it: it
+    must close it (smtpd drives its own asyncio Protocol, without the
+    StreamReader/StreamWriter layers).  A process accepts at most `concurrency` clients at the same time
     (default 200); when it has that many it tells master it is busy, and
     master forks another process if the service is below its process
     limit.  pass listeners receive a client descriptor with SCM_RIGHTS and
@@ -343,10 +346,12 @@ class _Server:
     def __init__(self, ctx: ServiceContext, listeners: list[tuple[str, object]], *,
                  handler: ClientHandler | None = None, trigger: TriggerHandler | None = None,
                  concurrency: int = DEFAULT_CONCURRENCY, idle_exit: bool = True,
-                 wakeup_hook: Hook | None = None, wakeup_interval: float = 0.0) -> None:
+                 wakeup_hook: Hook | None = None, wakeup_interval: float = 0.0,
+                 takes_socket: bool = False) -> None:
         self.ctx = ctx
         self.listeners = listeners
         self.handler = handler
+        self.takes_socket = takes_socket
         self.trigger = trigger
         self.concurrency = max(1, concurrency) if handler else 1
         self.idle_exit = idle_exit
@@ -532,6 +537,10 @@ class _Server:
 
     async def _client(self, conn: socket.socket) -> None:
         """_client - run the handler for one connection, then close it."""
+        if self.takes_socket:
+            # The handler owns the socket (and closes it).
+            await self._guard("client", self.handler(conn, self.ctx))
+            return
         writer = None
         try:
             reader, writer = await asyncio.open_connection(sock=conn)
@@ -687,11 +696,11 @@ def _server_main(process_name: str, argv: list[str], pre_init: Hook | None,
 def multi_server_main(process_name: str, argv: list[str], handler: ClientHandler, *,
                       pre_init: Hook | None = None, post_init: Hook | None = None,
                       pre_accept: Hook | None = None, concurrency: int = DEFAULT_CONCURRENCY,
-                      idle_exit: bool = True) -> int:
+                      idle_exit: bool = True, takes_socket: bool = False) -> int:
     """multi_server_main - serve many stream clients at once; returns the exit status."""
     del pre_accept  # accepted for API compatibility; per-client setup belongs in handler
     return _server_main(process_name, argv, pre_init, post_init, handler=handler,
-                        concurrency=concurrency, idle_exit=idle_exit)
+                        concurrency=concurrency, idle_exit=idle_exit, takes_socket=takes_socket)
 
 
 def trigger_server_main(process_name: str, argv: list[str], on_trigger: TriggerHandler, *,
@@ -736,7 +745,7 @@ def run_standalone(process_name: str, endpoints: list[str], *, handler: ClientHa
                    trigger: TriggerHandler | None = None, config_dir: str | None = None,
                    overrides: dict[str, str] | None = None, args: list[str] | None = None,
                    concurrency: int = DEFAULT_CONCURRENCY, post_init: Hook | None = None,
-                   idle_exit: bool = False) -> Standalone:
+                   idle_exit: bool = False, takes_socket: bool = False) -> Standalone:
     """run_standalone - serve on ["unix:/path", "inet:127.0.0.1:0", ...] in a thread (tests)."""
     argv = [process_name] + (["-c", config_dir] if config_dir else [])
     for name, value in (overrides or {}).items():
@@ -754,7 +763,7 @@ def run_standalone(process_name: str, endpoints: list[str], *, handler: ClientHa
     if post_init:
         post_init(ctx)
     server = _Server(ctx, listeners, handler=handler, trigger=trigger,
-                     concurrency=concurrency, idle_exit=idle_exit)
+                     concurrency=concurrency, idle_exit=idle_exit, takes_socket=takes_socket)
     started = threading.Event()
 
     async def _main() -> None:

@@ -29,7 +29,7 @@ STANDARDS
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _ENHANCED = re.compile(r"[245]\.\d{1,3}\.\d{1,3}\Z")
 
@@ -45,6 +45,8 @@ class Reply:
     code: int
     enhanced: str
     text: str
+    # The wire form, computed on first use (replies are constants, sent often).
+    _wire: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         """check that the code and enhanced code are well-formed."""
@@ -82,6 +84,14 @@ class Reply:
 
     def to_bytes(self) -> bytes:
         """the reply as it goes on the wire, CRLF-terminated."""
+        wire = self._wire
+        if wire is None:
+            wire = self._encode()
+            object.__setattr__(self, "_wire", wire)
+        return wire
+
+    def _encode(self) -> bytes:
+        """the wire form, built from code, enhanced code and text."""
         out = []
         lines = self.lines()
         prefix = f"{self.enhanced} " if self.enhanced else ""

@@ -74,6 +74,7 @@ SEE ALSO
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import re
 from collections.abc import Awaitable, Callable
@@ -250,12 +251,25 @@ def local_of(address: str) -> str:
     return address[:at] if at >= 0 else address
 
 
+@functools.lru_cache(maxsize=4096)
+def ip_of(addr: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """ip_of - the parsed address or None (cached: clients come back often)."""
+    try:
+        return ipaddress.ip_address(addr)
+    except ValueError:
+        return None
+
+
+MATCH_CACHE_SIZE = 4096     # addresses remembered per NetworkList
+
+
 class NetworkList:
     """NetworkList - mynetworks-style matching of client addresses."""
 
     def __init__(self, items: list[str]):
         self.nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
         self.bad: list[str] = []
+        self._seen: dict[str, bool] = {}   # addr -> match result
         for item in items:
             text = item.strip()
             if text.startswith("[") and "]" in text:
@@ -268,9 +282,19 @@ class NetworkList:
                 self.bad.append(item)
 
     def match(self, addr: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(addr)
-        except ValueError:
+        """match - is addr in one of the networks (cached per address)?"""
+        hit = self._seen.get(addr)
+        if hit is None:
+            hit = self._match(addr)
+            if len(self._seen) >= MATCH_CACHE_SIZE:
+                self._seen.clear()
+            self._seen[addr] = hit
+        return hit
+
+    def _match(self, addr: str) -> bool:
+        """_match - match without the cache."""
+        ip = ip_of(addr)
+        if ip is None:
             return False
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
@@ -405,14 +429,20 @@ class Restrictions:
 
     async def check_rcpt(self, st: CheckState, delayed: bool = True) -> Verdict:
         """check_rcpt - at RCPT: the delayed lists, then relay and recipient."""
+        lists = self.lists
         if delayed:
             for stage in ("client", "helo", "sender"):
+                if not lists[stage]:
+                    continue            # an empty list decides nothing
                 v = await self._run_stage(stage, st)
                 if v.reject:
                     return v
-        v = await self._run_stage("relay", st)
-        if v.reject:
-            return v
+        if lists["relay"]:
+            v = await self._run_stage("relay", st)
+            if v.reject:
+                return v
+        if not lists["recipient"]:
+            return DUNNO
         return await self._run_stage("recipient", st)
 
     async def check_data(self, st: CheckState) -> Verdict:
@@ -427,8 +457,11 @@ class Restrictions:
     # -- evaluation ------------------------------------------------------
 
     async def _run_stage(self, stage: str, st: CheckState) -> Verdict:
+        items = self.lists[stage]
+        if not items:
+            return DUNNO                # nothing to evaluate (the usual data stages)
         ctx = _Eval(stage, _STAGES[stage][1])
-        v = await self._run_list(self.lists[stage], st, ctx, depth=0)
+        v = await self._run_list(items, st, ctx, depth=0)
         if v.reject and ctx.defer_if_reject:
             return ctx.defer_if_reject
         if not v.reject and ctx.defer_if_permit:

@@ -124,6 +124,7 @@ from postel.protocol.smtp_server import (
     enabled_keywords,
 )
 from postel.smtpd.anvil_limits import ClientLimits
+from postel.smtpd.channel import Channel, open_channel
 from postel.smtpd.restrictions import (
     CLASS_ALIAS,
     CLASS_DEFAULT,
@@ -136,11 +137,11 @@ from postel.smtpd.restrictions import (
     Restrictions,
     Verdict,
     domain_of,
+    ip_of,
     local_of,
 )
 from postel.tables import TableError, TableUnavailable, open_table
 
-READ_SIZE = 65536
 # Commands counted in the "disconnect from" line, in Postfix's order.
 COUNTED = ("helo", "ehlo", "starttls", "auth", "mail", "rcpt", "data", "bdat", "rset",
            "noop", "vrfy", "etrn", "quit", "xclient", "xforward", "unknown")
@@ -184,6 +185,7 @@ class Settings:
     dns: Dns | None = None
     tables: dict = field(default_factory=dict)
     limits: ClientLimits | None = None      # anvil limits (anvil_limits.py)
+    greeting: Reply | None = None           # 220 $smtpd_banner (its bytes cached)
 
 
 def _interface_addresses(cfg) -> set[str]:
@@ -244,6 +246,7 @@ def build_settings(ctx: ServiceContext) -> Settings:
         local_rewrite_clients=cfg.get_list("local_header_rewrite_clients"),
         inet_addresses=_interface_addresses(cfg),
     )
+    st.greeting = Reply(220, "", st.banner)
     st.cleanup = CleanupClient(ctx.queue_directory, "public/cleanup")
     st.rewrite = RewriteClient(ctx.queue_directory)
     st.dns = Dns.from_config(cfg)
@@ -352,13 +355,12 @@ def _now() -> float:
 class Session:
     """Session - one SMTP client connection."""
 
-    def __init__(self, st: Settings, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 ctx: ServiceContext):
+    def __init__(self, st: Settings, chan: Channel, ctx: ServiceContext,
+                 peer: tuple[str, int] | None):
         self.st = st
-        self.reader = reader
-        self.writer = writer
+        self.chan = chan
         self.ctx = ctx
-        peer = ctx.peer_addr(writer)
+        self.tcp = peer is not None
         self.addr, self.port = (peer if peer else ("127.0.0.1", 0))
         if self.addr.startswith("::ffff:"):
             self.addr = self.addr[7:]
@@ -422,13 +424,13 @@ class Session:
             self.conn.forbid_bare_newline = "no" if self.conn.forbid_bare_newline == "reject" \
                 else self.conn.forbid_bare_newline
         # anvil limits: TCP clients only, not the exceptions (anvil_limits.py)
-        self.limited = (self.st.limits is not None and self.ctx.peer_addr(self.writer) is not None
+        self.limited = (self.st.limits is not None and self.tcp
                         and self.st.limits.applies(self.addr))
         try:
             refusal = await self.st.limits.connect(self.addr, self.peer) if self.limited else None
             if refusal is not None:
-                self.writer.write(refusal.to_bytes())
-                await self.writer.drain()
+                self.chan.write(refusal.to_bytes())
+                await self.chan.drain()
                 return
             await self.loop()
         except (ConnectionError, OSError) as exc:
@@ -443,9 +445,8 @@ class Session:
 
     async def lookup_name(self) -> None:
         """lookup_name - the client's verified name, as Postfix's smtpd_peer."""
-        try:
-            ip = ipaddress.ip_address(self.addr)
-        except ValueError:
+        ip = ip_of(self.addr)
+        if ip is None:
             return
         if ip.is_loopback:
             self.name, self.name_status = "localhost", 2
@@ -467,9 +468,9 @@ class Session:
 
     async def flush(self) -> None:
         if self.out:
-            self.writer.write(bytes(self.out))
+            self.chan.write(bytes(self.out))
             self.out.clear()
-            await self.writer.drain()
+            await self.chan.drain()
 
     async def loop(self) -> None:
         conn = self.conn
@@ -478,9 +479,8 @@ class Session:
             if ev is NEED_DATA:
                 await self.flush()
                 try:
-                    # asyncio.timeout, not wait_for: no Task per read.
-                    async with asyncio.timeout(self.st.timeout):
-                        data = await self.reader.read(READ_SIZE)
+                    # smtpd_timeout per read: the channel's idle timer (channel.py).
+                    data = await self.chan.read()
                 except TimeoutError:
                     log.info("timeout after %s from %s", self.last_cmd, self.peer)
                     self.out += R.R421_TIMEOUT.format(host=self.st.myhostname).to_bytes()
@@ -655,7 +655,7 @@ async def do_connect(s: Session, ev: Connected) -> Reply:
         if v.reject:
             s.log_reject("CONNECT", v)
             return Reply(v.code, v.dsn, v.text)
-    return Reply(220, "", s.st.banner)
+    return s.st.greeting
 
 
 async def do_helo(s: Session, ev: Helo | Ehlo) -> Reply:
@@ -912,7 +912,7 @@ async def do_xclient(s: Session, ev: Xclient) -> Reply:
         s.check.sasl_username = attrs["LOGIN"]
     await s.abort_message()
     s.count("xclient", True)
-    return Reply(220, "", s.st.banner)
+    return s.st.greeting
 
 
 async def do_xforward(s: Session, ev: Xforward) -> Reply:
@@ -988,15 +988,30 @@ HANDLERS = {
 }
 
 
-async def serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                       ctx: ServiceContext) -> None:
-    """serve_client - one SMTP session."""
+def _peer_of(sock: socket.socket) -> tuple[str, int] | None:
+    """_peer_of - (address, port) of a TCP client; None for UNIX peers."""
+    try:
+        peer = sock.getpeername()
+    except OSError:
+        return None
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return str(peer[0]), int(peer[1])
+    return None
+
+
+async def serve_client(sock: socket.socket, ctx: ServiceContext) -> None:
+    """serve_client - one SMTP session on an accepted socket (which it closes)."""
     st = ctx.state.get("smtpd")
     if st is None:
         st = ctx.state["smtpd"] = build_settings(ctx)
-    await Session(st, reader, writer, ctx).run()
+    peer = _peer_of(sock)
+    chan = await open_channel(sock, st.timeout)
+    try:
+        await Session(st, chan, ctx, peer).run()
+    finally:
+        chan.close()
 
 
 def main(argv: list[str]) -> int:
     """main - the smtpd daemon."""
-    return multi_server_main("smtpd", argv, serve_client, post_init=post_init)
+    return multi_server_main("smtpd", argv, serve_client, post_init=post_init, takes_socket=True)
