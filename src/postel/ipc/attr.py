@@ -73,7 +73,7 @@ from typing import Union
 __all__ = [
     "AttrError", "Limits", "DEFAULT_LIMITS", "AttrList", "AttrDecoder", "encode",
     "read_attrs", "write_attrs", "serve_requests", "write_chunks", "read_chunks",
-    "CHUNK_SIZE", "Attrs",
+    "CHUNK_SIZE", "Attrs", "wait_coarse",
 ]
 
 # Value types encode() accepts.  bool is written as 1/0.
@@ -124,14 +124,20 @@ class AttrList:
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """get - the first value of name as text, or default."""
-        v = self._index().get(name)
+        first = self._first
+        if first is None:
+            first = self._first = dict(reversed(self._items))
+        v = first.get(name)
         if v is None:
             return default
         return v.decode("utf-8", "surrogateescape")
 
     def get_bytes(self, name: str, default: bytes | None = None) -> bytes | None:
         """get_bytes - the first value of name as bytes, or default."""
-        return self._index().get(name, default)
+        first = self._first
+        if first is None:
+            first = self._first = dict(reversed(self._items))
+        return first.get(name, default)
 
     def get_int(self, name: str, default: int | None = None) -> int | None:
         """get_int - the first value of name as an integer; AttrError if not one."""
@@ -179,6 +185,9 @@ class AttrList:
 
     def __repr__(self) -> str:
         return f"AttrList({self._items!r})"
+
+
+_new_list = AttrList.__new__      # the decoder fills the slots itself
 
 
 # ---------------------------------------------------------------- encoding
@@ -381,8 +390,9 @@ class AttrDecoder:
             while pos < n:
                 if buf[pos] == _LF:
                     pos += 1
-                    lst = AttrList()
+                    lst = _new_list(AttrList)
                     lst._items = items
+                    lst._first = None
                     self._items = []
                     total = 0
                     self._need = 1
@@ -489,11 +499,8 @@ def _decoder_for(reader: asyncio.StreamReader, limits: Limits) -> AttrDecoder:
 
 
 async def _read_list(reader: asyncio.StreamReader, dec: AttrDecoder) -> AttrList:
-    """_read_list - read until the decoder completes one list."""
+    """_read_list - read until the decoder completes one list (none is buffered)."""
     while True:
-        lst = dec.next_list()
-        if lst is not None:
-            return lst
         want = min(max(_READ_SIZE, dec._need - dec._avail), _MAX_READ)
         data = await reader.read(want)
         if not data:
@@ -501,19 +508,124 @@ async def _read_list(reader: asyncio.StreamReader, dec: AttrDecoder) -> AttrList
                 raise EOFError("end of stream")
             dec.eof()
         dec.append(data)
+        lst = dec.next_list()
+        if lst is not None:
+            return lst
+
+
+# ---------------------------------------------------------------- deadlines
+
+# asyncio.timeout() costs a Timeout object, a TimerHandle pushed on the
+# loop's heap and cancelled again, and two coroutine calls: about 6 us, more
+# than decoding a whole request.  Long limits (ipc_timeout 3600s, the
+# services' idle limits) need no millisecond precision, so they are checked
+# by one periodic watchdog per event loop instead: arming a deadline is an
+# object in a set.  A deadline of COARSE_MIN seconds or more fires at most
+# COARSE_TICK seconds late; shorter ones use asyncio.timeout().
+COARSE_TICK = 1.0
+COARSE_MIN = 30.0
+
+
+class _Deadline:
+    """_Deadline - one armed deadline: the task to cancel, and when."""
+
+    __slots__ = ("task", "when", "cancelling", "expired")
+
+    def __init__(self, task: asyncio.Task, when: float) -> None:
+        self.task = task
+        self.when = when
+        self.cancelling = task.cancelling()
+        self.expired = False
+
+
+class _Watchdog:
+    """_Watchdog - cancel the tasks whose coarse deadline passed (one per loop)."""
+
+    __slots__ = ("loop", "armed", "handle")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.armed: set[_Deadline] = set()
+        self.handle: asyncio.TimerHandle | None = None
+
+    def arm(self, task: asyncio.Task, timeout: float) -> _Deadline:
+        """arm - a deadline timeout seconds from now for task."""
+        d = _Deadline(task, self.loop.time() + timeout)
+        self.armed.add(d)
+        if self.handle is None:
+            self.handle = self.loop.call_later(COARSE_TICK, self._check)
+        return d
+
+    def _check(self) -> None:
+        """_check - the periodic tick: expire what is due, re-arm while needed."""
+        now = self.loop.time()
+        for d in [d for d in self.armed if d.when <= now]:
+            self.armed.discard(d)
+            d.expired = True
+            d.task.cancel()
+        self.handle = self.loop.call_later(COARSE_TICK, self._check) if self.armed else None
+
+
+# The watchdog of the loop that used one last (a process has one loop; a
+# loop that is not the last one's gets a new watchdog, the old one keeps
+# serving its own loop through its timer).
+_WATCHDOG: _Watchdog | None = None
+
+
+def _watchdog(loop: asyncio.AbstractEventLoop) -> _Watchdog:
+    """_watchdog - a watchdog for this loop."""
+    global _WATCHDOG
+    w = _WATCHDOG
+    if w is None or w.loop is not loop:
+        w = _WATCHDOG = _Watchdog(loop)
+    return w
+
+
+async def wait_coarse(aw: Awaitable, timeout: float | None):
+    """wait_coarse - await aw within timeout seconds (TimeoutError), cheaply.
+
+    Behaves as "async with asyncio.timeout(timeout): return await aw"; a
+    limit of COARSE_MIN seconds or more may fire up to COARSE_TICK late.
+    """
+    if timeout is None:
+        return await aw
+    if timeout < COARSE_MIN:
+        async with asyncio.timeout(timeout):
+            return await aw
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task(loop)
+    if task is None:                # pragma: no cover - awaiting needs a task
+        async with asyncio.timeout(timeout):
+            return await aw
+    w = _WATCHDOG
+    if w is None or w.loop is not loop:
+        w = _watchdog(loop)
+    d = w.arm(task, timeout)
+    try:
+        return await aw
+    except asyncio.CancelledError:
+        # As asyncio.timeout: only our own cancellation becomes TimeoutError.
+        if d.expired and task.uncancel() <= d.cancelling:
+            raise TimeoutError from None
+        raise
+    finally:
+        w.armed.discard(d)
 
 
 async def read_attrs(reader: asyncio.StreamReader, limits: Limits = DEFAULT_LIMITS,
                      timeout: float | None = None) -> AttrList:
     """read_attrs - read one attribute list from a stream, within timeout seconds."""
-    dec = _decoder_for(reader, limits)
+    dec = _DECODERS.get(reader)
+    if dec is None:
+        dec = _DECODERS[reader] = AttrDecoder(limits)
+    elif limits is not dec.limits:
+        dec.set_limits(limits)
     lst = dec.next_list()           # already buffered: no await, no timer
     if lst is not None:
         return lst
     if timeout is None:
         return await _read_list(reader, dec)
-    async with asyncio.timeout(timeout):
-        return await _read_list(reader, dec)
+    return await wait_coarse(_read_list(reader, dec), timeout)
 
 
 async def write_attrs(writer: asyncio.StreamWriter, attrs: Attrs) -> None:
