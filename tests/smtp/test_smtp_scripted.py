@@ -14,7 +14,8 @@ class Scripted:
     """A tiny SMTP/LMTP server: replies chosen by rules, every read recorded."""
 
     def __init__(self, ehlo=("PIPELINING", "8BITMIME", "DSN"), greeting=b"220 ok\r\n",
-                 rcpt=None, dot=None, lmtp=False, ehlo_reply=None, silent_after=None):
+                 rcpt=None, dot=None, lmtp=False, ehlo_reply=None, silent_after=None,
+                 rset="250 2.0.0 Ok"):
         self.ehlo = ehlo
         self.greeting = greeting
         self.rcpt = rcpt or {}
@@ -22,6 +23,7 @@ class Scripted:
         self.lmtp = lmtp
         self.ehlo_reply = ehlo_reply
         self.silent_after = silent_after
+        self.rset = rset
         self.reads: list[bytes] = []
         self.commands: list[str] = []
         self.sessions = 0
@@ -94,7 +96,7 @@ class Scripted:
                         writer.write(b"554 5.5.1 no valid recipients\r\n")
                 elif verb == "RSET":
                     rcpts = []
-                    writer.write(b"250 2.0.0 Ok\r\n")
+                    writer.write(self.rset.encode() + b"\r\n")
                 elif verb == "QUIT":
                     writer.write(b"221 bye\r\n")
                     await writer.drain()
@@ -249,3 +251,51 @@ def test_scripted_bad_nexthop_defers(tmp_path):
     dctx, _ = run(env, srv, ["a@x.example"], main_hop=lambda p: "[127.0.0.1:bad")
     assert dctx.status == ["deferred"]
     assert "mail transport unavailable" in env.log_text()
+
+
+def _twice(env, server: Scripted):
+    """two messages, one after the other, through one client (connection cache)."""
+    qids = [env.queue(MSG, ["a@x.example"]), env.queue(MSG, ["b@x.example"])]
+
+    async def go():
+        port = await server.start()
+        client = env.client()
+        try:
+            return [await env.adeliver(client, env.request(q, f"[127.0.0.1]:{port}"))
+                    for q in qids]
+        finally:
+            await client.cache.close_all()
+            server.server.close()
+
+    return asyncio.run(go())
+
+
+def test_scripted_reuse_groups_rset_with_mail(tmp_path):
+    env = Env(tmp_path)
+    srv = Scripted()
+    dctxs = _twice(env, srv)
+    assert [d.status for d in dctxs] == [["sent"], ["sent"]]
+    assert srv.sessions == 1
+    group = next(r for r in srv.reads if r.startswith(b"RSET"))
+    assert group.startswith(b"RSET\r\nMAIL FROM:<sender@example.org>")
+    assert b"RCPT TO:<b@x.example>" in group and group.endswith(b"DATA\r\n")
+    # the body and the end-of-data line went out in one write
+    assert any(r.endswith(b"body\r\n.\r\n") and r.startswith(b"Subject") for r in srv.reads)
+
+
+def test_scripted_reuse_rset_rejected_connects_afresh(tmp_path):
+    env = Env(tmp_path)
+    srv = Scripted(rset="421 4.3.2 going down")
+    dctxs = _twice(env, srv)
+    assert [d.status for d in dctxs] == [["sent"], ["sent"]]
+    assert srv.sessions == 2                 # the cached connection was given up
+    assert srv.commands.count("MAIL FROM:<sender@example.org>") == 3
+    assert "going down" not in env.log_text()
+
+
+def test_scripted_no_pipelining_reuse_lone_rset(tmp_path):
+    env = Env(tmp_path)
+    srv = Scripted(ehlo=("8BITMIME",))
+    dctxs = _twice(env, srv)
+    assert [d.status for d in dctxs] == [["sent"], ["sent"]]
+    assert b"RSET\r\n" in srv.reads and srv.sessions == 1

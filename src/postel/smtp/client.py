@@ -442,10 +442,16 @@ class SmtpClient:
         """_transaction - MAIL, RCPT, DATA and the content for the open recipients."""
         s, t, srv = self.settings, self.settings.timeouts, sess.server
         rcpts = list(d.open)
-        if reused or sess.need_rset:
+        # RFC 2920 3.1: RSET may open the MAIL/RCPT/DATA group, which spares
+        # a reused connection a round trip; its reply still decides reuse.
+        group_rset = reused and "PIPELINING" in sess.features \
+            and FLAG_VERIFY not in d.req.flags
+        if (reused or sess.need_rset) and not group_rset:
             await self._rset(sess, reused)
         why = self._precheck(d, sess)
         if why is not None:
+            if group_rset:
+                await self._rset(sess, reused)
             for rcpt in rcpts:
                 d.finish(rcpt, why)
             return
@@ -457,7 +463,11 @@ class SmtpClient:
             return
         if "PIPELINING" in sess.features:
             # RFC 2920 3.1: MAIL, RCPT and DATA may go out in one group.
-            await sess.send(mail + b"".join(rcpt_cmds) + DATA_COMMAND, ST_MAIL, t.mail)
+            group = mail + b"".join(rcpt_cmds) + DATA_COMMAND
+            if group_rset:
+                await self._grouped_rset(sess, group)
+            else:
+                await sess.send(group, ST_MAIL, t.mail)
             mail_reply = await sess.read_reply(t.mail, ST_MAIL)
             accepted = []
             for rcpt in rcpts:
@@ -568,6 +578,21 @@ class SmtpClient:
         if target is not rcpt and rcpt in d.open:
             d.open.remove(rcpt)
 
+    async def _grouped_rset(self, sess: Session, group: bytes) -> None:
+        """_grouped_rset - RSET plus the MAIL group on a reused connection; read RSET's reply.
+
+        A dead connection or a non-250 reply means the cached connection is not
+        usable: _ReuseFailed, and the caller connects afresh, as after a lone RSET.
+        """
+        timeout = self.settings.timeouts.rset
+        try:
+            await sess.send(RSET_COMMAND + group, ST_RSET, timeout)
+            reply = await sess.read_reply(timeout, ST_RSET)
+        except SessionError:
+            raise _ReuseFailed() from None
+        if reply.code != 250:
+            raise _ReuseFailed()
+
     async def _rset(self, sess: Session, reused: bool) -> None:
         """_rset - reset the server before a new transaction on a used connection."""
         try:
@@ -594,6 +619,14 @@ class SmtpClient:
                 content = mime8.downgrade_8bit(content)
             await sess.send(stuffer.feed(content) + stuffer.end(), ST_BODY, t.data_xfer)
             return
+        # The last chunk and the end-of-data line go out in one write.
+        prev = None
         for chunk in qf.iter_content(b"\r\n"):
-            await sess.send(stuffer.feed(chunk), ST_BODY, t.data_xfer)
-        await sess.send(stuffer.end(), ST_DOT, t.data_xfer)
+            if prev is not None:
+                await sess.send(stuffer.feed(prev), ST_BODY, t.data_xfer)
+            prev = chunk
+        if prev is None:
+            await sess.send(stuffer.end(), ST_DOT, t.data_xfer)
+        else:
+            tail = stuffer.feed(prev)
+            await sess.send(tail + stuffer.end(), ST_BODY, t.data_xfer)

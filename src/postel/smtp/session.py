@@ -176,11 +176,15 @@ class Session:
 
     async def send(self, data: bytes, stage: str, timeout: float | None) -> None:
         """send - write data and wait until it is on its way."""
-        if self.writer.is_closing():
+        writer = self.writer
+        if writer.is_closing():
             raise self.lost(stage)
         try:
-            self.writer.write(data)
-            await asyncio.wait_for(self.writer.drain(), timeout)
+            writer.write(data)
+            # The usual case: the kernel took it all, nothing to wait for
+            # (a lost connection shows at the next read or send).
+            if writer.transport.get_write_buffer_size():
+                await asyncio.wait_for(writer.drain(), timeout)
         except TimeoutError:
             raise self.timed_out(stage) from None
         except (ConnectionError, OSError):
@@ -188,11 +192,18 @@ class Session:
 
     async def read_reply(self, timeout: float | None, stage: str) -> ServerReply:
         """read_reply - the next complete reply from the server."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        if self._replies:
+            reply = self._replies.popleft()
+            if reply.code == 421:      # RFC 5321 3.8: the server is closing
+                self.broken = True
+            return reply
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
         while not self._replies:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                data = await asyncio.wait_for(self.reader.read(READ_SIZE), left)
+                # One timer for the whole wait, no Task per read (wait_for).
+                async with asyncio.timeout_at(deadline):
+                    data = await self.reader.read(READ_SIZE)
             except TimeoutError:
                 raise self.timed_out(stage) from None
             except (ConnectionError, OSError):
