@@ -508,13 +508,19 @@ class QueueFileWriter:
         if self._state != _EXTRACTED:
             self._start_extracted()
         self._meta(rec.REC_TYPE_END, b"")
-        self._flush()
         size = rec.format_size(self.message_size, self._content_offset, self._extracted_offset,
                                self._offset, self._rcpt_count, self._meta_crc, self._content_crc)
-        try:
-            _pwrite_all(self._fd, rec.encode(rec.REC_TYPE_SIZE, size), 0)
-        except OSError as exc:
-            self._io_error(exc, "write")
+        if self._fd < 0:
+            # Nothing written yet (a lazy writer's small file): the final size
+            # record goes in place in the buffer, and one write(2) does it all.
+            self._buf[:rec.SIZE_RECORD_LEN] = rec.encode(rec.REC_TYPE_SIZE, size)
+            self._flush()
+        else:
+            self._flush()
+            try:
+                _pwrite_all(self._fd, rec.encode(rec.REC_TYPE_SIZE, size), 0)
+            except OSError as exc:
+                self._io_error(exc, "write")
         self._state = _FINISHED
 
     def sync_file(self, *, fsync: bool = True) -> None:
@@ -659,6 +665,10 @@ class QueueFileReader:
             os.close(self._fd)
             self._fd = -1
 
+    def fileno(self) -> int:
+        """fileno - the open descriptor (a delivery agent flocks it)."""
+        return self._fd
+
     def __del__(self) -> None:
         self.close()
 
@@ -717,8 +727,23 @@ class QueueFileReader:
                                    f"size record {rcpt_count}")
 
     def _records(self, data: bytes, base: int) -> Iterator[tuple[int, int, bytes]]:
-        """_records - framing with the reader's path in errors."""
-        return iter_raw_records(data, base, self.path)
+        """_records - framing with the reader's path in errors (as iter_raw_records)."""
+        pos, end = 0, len(data)
+        while pos < end:
+            # One length byte (under 128) is the common case; decode_length
+            # does the rest and the checks of bad encodings.
+            if pos + 1 < end and data[pos + 1] < 0x80:
+                length, start = data[pos + 1], pos + 2
+            else:
+                try:
+                    length, start = rec.decode_length(data, pos + 1)
+                except ValueError as exc:
+                    raise QueueFileCorrupt(self.path, base + pos, str(exc)) from None
+            nxt = start + length
+            if nxt > end:
+                raise QueueFileCorrupt(self.path, base + pos, "record extends past end of data")
+            yield base + pos, data[pos], data[start:nxt]
+            pos = nxt
 
     def _normalised_crc(self, data: bytes, base: int, mutable: list[tuple[int, int]],
                         crc: int) -> int:
