@@ -85,16 +85,25 @@ def queue_dir_of(ctx: ServiceContext) -> QueueDir:
     return qd
 
 
-def _open_queue_file(qd: QueueDir, req: DeliverRequest) -> tuple[QueueFileReader | None, str]:
+def _open_queue_file(path: str) -> tuple[QueueFileReader | None, str]:
     """_open_queue_file - the reader, or None and the reason it cannot be read."""
     try:
-        return QueueFileReader(qd.path(req.queue_name, req.queue_id)), ""
+        return QueueFileReader(path), ""
     except FileNotFoundError:
         return None, "queue file is missing"
     except QueueFileCorrupt as exc:
         return None, f"corrupt queue file: {exc}"
     except (OSError, ValueError) as exc:
         return None, f"cannot open queue file: {exc}"
+
+
+def _try_lock(fd: int) -> bool:
+    """_try_lock - the shared flock at once, or False (then _lock_queue_file waits)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
 
 
 async def _lock_queue_file(path: str, wait: float = LOCK_WAIT) -> tuple[int | None, str]:
@@ -143,10 +152,18 @@ async def handle_request(req: DeliverRequest, deliver: DeliverFunc, ctx: Service
                          ) -> DeliveryContext:
     """handle_request - run deliver() for one request; every recipient gets an outcome."""
     qd = queue_dir_of(ctx)
-    lock_fd, why = await _lock_queue_file(qd.path(req.queue_name, req.queue_id))
-    qf = None
-    if lock_fd is not None:
-        qf, why = _open_queue_file(qd, req)
+    path = qd.path(req.queue_name, req.queue_id)
+    lock_fd = None
+    # The usual case: one descriptor, read and locked (shared) at once; the
+    # lock goes with qf.close().  When qmgr holds its test lock, wait for the
+    # lock on a descriptor of its own, then read.
+    qf, why = _open_queue_file(path)
+    if qf is not None and not _try_lock(qf.fileno()):
+        qf.close()
+        qf = None
+        lock_fd, why = await _lock_queue_file(path)
+        if lock_fd is not None:
+            qf, why = _open_queue_file(path)
     dctx = DeliveryContext(req, qd, qf, ctx.cfg)
     try:
         if qf is None:

@@ -195,8 +195,12 @@ class DeliveryContext:
         self.last_defer = ""                # reason of the last defer (site_dead replies)
         self.status: list[str | None] = [None] * len(req.recipients)
         self._index = {id(r): i for i, r in enumerate(req.recipients)}
-        self.soft_bounce = _cfg_bool(cfg, "soft_bounce", False)
-        self.resolution = _cfg_int(cfg, "delay_logging_resolution_limit", 2)
+        last = _CFG_LAST
+        if last[0] is not cfg or cfg is None:
+            last[:] = [cfg, _cfg_bool(cfg, "soft_bounce", False),
+                       _cfg_int(cfg, "delay_logging_resolution_limit", 2)]
+        self.soft_bounce = last[1]
+        self.resolution = last[2]
 
     def mark_conn_start(self) -> None:
         """mark_conn_start - the connection set-up begins now (delays "c")."""
@@ -268,6 +272,11 @@ class DeliveryContext:
         res = self.resolution
         parts = "/".join(format_delay(x, res) for x in self.delays(now))
         return f"delay={format_delay(max(0.0, now - arrival), res)}, delays={parts}"
+
+
+# (cfg, soft_bounce, delay_logging_resolution_limit) of the last Config seen:
+# a Config does not change (reload makes a new one), an agent has one.
+_CFG_LAST: list = [None, False, 2]
 
 
 def _cfg_bool(cfg, name: str, default: bool) -> bool:
