@@ -83,6 +83,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -231,6 +232,27 @@ class Qmgr:
         # Removing a just-delivered (fsynced) file can wait milliseconds for
         # the file system's journal: threads do it, the loop goes on.
         self.unlinker: ThreadPoolExecutor | None = None
+        self._unlinked: list[tuple[str, bool, OSError | None]] = []
+        self._unlinked_lock = threading.Lock()
+        self._unlinked_wake = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # Top directories of the queues that are not hashed: a file's path is
+        # then one concatenation (qids come from QueueDir scans, valid).
+        self._tops = {q: self.qd.queue_path(q) + "/" for q in
+                      ("incoming", "active", "deferred", "bounce", "trace", "defer")
+                      if self.qd.depth(q) == 0}
+
+    def _path(self, queue: str, qid: str) -> str:
+        """_path - the path of a queue file (QueueDir.path, precomputed where not hashed)."""
+        top = self._tops.get(queue)
+        return self.qd.path(queue, qid) if top is None else top + qid
+
+    def _move(self, qid: str, from_queue: str, to_queue: str) -> None:
+        """_move - rename a queue file into another queue (QueueDir.move when that fails)."""
+        try:
+            os.rename(self._path(from_queue, qid), self._path(to_queue, qid))
+        except FileNotFoundError:
+            self.qd.move(qid, from_queue, to_queue)     # makes a missing hashed dir, or raises
 
     def _process_limits(self) -> dict[str, int]:
         """_process_limits - master.cf process limit per service name."""
@@ -286,7 +308,7 @@ class Qmgr:
                     continue        # an agent of a killed qmgr is still at it: later
                 self.recovered.discard(qid)
             try:
-                self.qd.move(qid, queue, "active")
+                self._move(qid, queue, "active")
             except OSError:
                 continue            # gone (postsuper) or moved meanwhile
             await self.activate(qid, now, dfxp)
@@ -298,7 +320,7 @@ class Qmgr:
     def _read(self, qid: str) -> QueueFileReader | None:
         """_read - open an active queue file; quarantine a corrupt one."""
         try:
-            return QueueFileReader(self.qd.path("active", qid))
+            return QueueFileReader(self._path("active", qid))
         except QueueFileCorrupt as exc:
             self.qd.quarantine(qid, "active", str(exc))
         except OSError as exc:
@@ -318,7 +340,7 @@ class Qmgr:
             log.info("%s: from=<%s>, size=%d, nrcpt=%d (queue active)", qid, env.sender,
                      qf.message_size, len(qf.recipients))
             with contextlib.suppress(OSError):
-                os.unlink(self.qd.path("defer", qid))      # a fresh attempt
+                os.unlink(self._path("defer", qid))      # a fresh attempt
             msg = Msg(qid, data=data)
             self.active[qid] = msg
             await self._schedule_slice(msg, qf, now)
@@ -497,35 +519,50 @@ class Qmgr:
                     self._clear_warn(qid)
             self._to_deferred(data, now)
             return
-        if os.path.exists(self.qd.path("bounce", qid)) and \
+        if os.path.exists(self._path("bounce", qid)) and \
                 not await self._bounce_call("bounce_flush", data):
             self._to_deferred(data, now)
             return
-        if os.path.exists(self.qd.path("trace", qid)):
+        if os.path.exists(self._path("trace", qid)):
             await self._bounce_call("trace_flush", data)
         self._remove(qid)
 
     def _remove(self, qid: str) -> None:
         """_remove - delete the queue file (in a thread) and its defer log; log "removed"."""
         with contextlib.suppress(OSError):
-            os.unlink(self.qd.path("defer", qid))
+            os.unlink(self._path("defer", qid))
         if self.unlinker is None:
+            self._loop = asyncio.get_running_loop()
             self.unlinker = ThreadPoolExecutor(UNLINK_THREADS, thread_name_prefix="qmgr-unlink")
-        fut = asyncio.get_running_loop().run_in_executor(self.unlinker, self.qd.remove,
-                                                          "active", qid)
-        self.tasks.add(fut)
-        fut.add_done_callback(lambda f: self._removed(qid, f))
+        self.unlinker.submit(self._unlink, qid)
 
-    def _removed(self, qid: str, fut: asyncio.Future) -> None:
-        """_removed - log the end of a removal done by an unlink thread."""
-        self.tasks.discard(fut)
-        if fut.cancelled():
-            return
-        exc = fut.exception()
-        if exc is not None:
-            log.warning("%s: cannot remove queue file: %s", qid, exc)
-        elif fut.result():
-            log.info("%s: removed", qid)
+    def _unlink(self, qid: str) -> None:
+        """_unlink - (in an unlink thread) remove one file; the loop logs the results."""
+        try:
+            os.unlink(self._path("active", qid))
+            res = (qid, True, None)
+        except FileNotFoundError:
+            res = (qid, False, None)
+        except OSError as exc:
+            res = (qid, False, exc)
+        with self._unlinked_lock:
+            self._unlinked.append(res)
+            if self._unlinked_wake:
+                return                  # the loop has been told already: one wake-up per batch
+            self._unlinked_wake = True
+        with contextlib.suppress(RuntimeError):       # the loop is gone (exit)
+            self._loop.call_soon_threadsafe(self._removed)
+
+    def _removed(self) -> None:
+        """_removed - log the removals the unlink threads have done."""
+        with self._unlinked_lock:
+            done, self._unlinked = self._unlinked, []
+            self._unlinked_wake = False
+        for qid, removed, exc in done:
+            if exc is not None:
+                log.warning("%s: cannot remove queue file: %s", qid, exc)
+            elif removed:
+                log.info("%s: removed", qid)
 
     def _clear_warn(self, qid: str) -> None:
         """_clear_warn - no second delay warning."""

@@ -1,0 +1,66 @@
+"""qmgr's precomputed queue file paths agree with QueueDir.path; removal in threads is logged."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from postel.config import load_config
+from postel.ipc.skeleton import ServiceContext
+from postel.qmgr.service import Qmgr
+from postel.queue import QueueDir, QueueFileWriter
+from postel.queue.envelope import Envelope, Recipient
+from postel.queue.qid import new_qid
+
+
+def _qmgr(tmp_path, hashed: str) -> Qmgr:
+    (tmp_path / "main.cf").write_text(f"queue_directory = {tmp_path}/queue\n"
+                                      f"hash_queue_names = {hashed}\n")
+    cfg = load_config(str(tmp_path))
+    QueueDir(f"{tmp_path}/queue").create_dirs()
+    ctx = ServiceContext(cfg=cfg, service_name="qmgr", process_name="qmgr",
+                         config_dir=str(tmp_path), queue_directory=f"{tmp_path}/queue", args=[])
+    return Qmgr(ctx)
+
+
+@pytest.mark.parametrize("hashed", ["deferred, defer", "incoming, active, bounce, trace",
+                                    "deferred"])
+def test_paths_match_queuedir(tmp_path, hashed):
+    q = _qmgr(tmp_path, hashed)
+
+    @settings(max_examples=30, deadline=None)
+    @given(st.sampled_from(["incoming", "active", "deferred", "bounce", "trace", "defer"]),
+           st.integers(0, 50))
+    def check(queue, _n):
+        qid = new_qid()
+        assert q._path(queue, qid) == q.qd.path(queue, qid)
+
+    check()
+
+
+def test_remove_in_thread_logs_and_deletes(tmp_path, monkeypatch):
+    q = _qmgr(tmp_path, "deferred, defer")
+    w = QueueFileWriter(q.qd, "active")
+    w.write_envelope(Envelope("s@example.com", [Recipient("r@x")]))
+    w.write_content(b"Subject: x\n\nbody\n")
+    path = w.commit_sync()
+    lines: list[str] = []
+    monkeypatch.setattr("postel.log.info", lambda fmt, *a: lines.append(fmt % a))
+
+    async def go():
+        q._remove(w.qid)
+        q._remove(new_qid())                # not there: no "removed" line
+        for _ in range(200):
+            if len(lines) >= 1 and not q._unlinked and not q._unlinked_wake:
+                break
+            await asyncio.sleep(0.01)
+        q.unlinker.shutdown(wait=True)
+        await asyncio.sleep(0.05)
+
+    asyncio.run(go())
+    import os
+    assert not os.path.exists(path)
+    assert lines == [f"{w.qid}: removed"]
