@@ -64,19 +64,14 @@ from postel.ipc.attr import AttrError
 from postel.ipc.client import ServiceUnavailable, SyncConnection, service_path
 from postel.ipc.trigger import QMGR_FLUSH_QUEUE, TRIGGER_WAKEUP, send_trigger
 from postel.queue import qid_ok
-from postel.queue.report import (
-    MailqFormatter,
-    QueueEntry,
-    ShowqProtocolError,
-    decode_entry,
-    json_line,
-    scan_entries,
-)
+from postel.queue.report import MailqFormatter, QueueEntry, ShowqProtocolError, json_line
+from postel.queue.scan import WireReader, scan_entries
 
 PROG = "postqueue"
 USAGE = "usage: postqueue -f | postqueue -i queue_id | postqueue -j | postqueue -p | postqueue -s site"
 SHOWQ_ENDPOINT = "public/showq"
 SHOWQ_TIMEOUT = 3600.0
+RECV_SIZE = 1 << 18
 DOWN = "Queue report unavailable - mail system is down"
 FLUSH_DOWN = "Cannot flush mail queue - mail system is down"
 
@@ -142,18 +137,23 @@ def showq_entries(queue_directory: str, queue_id: str | None = None,
 
 
 def _read_entries(conn: SyncConnection) -> Iterator[QueueEntry]:
-    """_read_entries - decode lists until the end marker."""
+    """_read_entries - decode entries as they arrive, until the end marker."""
+    reader = WireReader()
+    sock = conn.sock
     try:
-        while True:
+        sock.settimeout(conn.timeout)
+        while not reader.done:
             try:
-                lst = conn.recv()
-            except EOFError:
-                raise ShowqProtocolError("showq closed the connection early") from None
-            if "end" in lst:
-                if lst.get("error"):
-                    raise ShowqProtocolError(lst.get("error") or "")
-                return
-            yield decode_entry(lst)
+                data = sock.recv(RECV_SIZE)
+            except TimeoutError:
+                raise ServiceUnavailable(conn.endpoint,
+                                         f"no reply within {conn.timeout:g}s") from None
+            except OSError as exc:
+                raise ServiceUnavailable(conn.endpoint,
+                                         f"read: {exc.strerror or exc}") from None
+            if not data:
+                reader.eof()
+            yield from reader.feed(data)
     finally:
         conn.close()
 

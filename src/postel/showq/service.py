@@ -42,7 +42,8 @@ from postel import log
 from postel.ipc.attr import AttrError, encode, read_attrs
 from postel.ipc.skeleton import ServiceContext, multi_server_main
 from postel.queue import QueueDir
-from postel.queue.report import QueueEntry, encode_entry, scan_entries
+from postel.queue.report import QueueEntry
+from postel.queue.scan import entry_wire, scan_entries
 
 BATCH = 256               # messages per write
 REQUEST_TIMEOUT = 60.0    # seconds to wait for the client's request
@@ -58,7 +59,7 @@ def _next_batch(it: Iterator[QueueEntry], counter: list[int]) -> bytes:
     """_next_batch - the wire bytes of up to BATCH entries (b"" at the end)."""
     out = []
     for entry in it:
-        out.append(encode(encode_entry(entry)))
+        out.append(entry_wire(entry))
         counter[0] += 1
         if len(out) >= BATCH:
             break

@@ -1,0 +1,181 @@
+"""queue.scan (the fast listing) against queue.report (the full reader), on the same files."""
+
+from __future__ import annotations
+
+import os
+import random
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from qadmin_helpers import BASE_TIME, add_defer_log, make_config
+
+from postel.ipc.attr import AttrDecoder, AttrError, encode
+from postel.queue import Envelope, QueueFileWriter, Recipient, new_qid, report, scan
+from postel.queue.report import QueueEntry, ShowqProtocolError, encode_entry
+
+ADDRS = st.sampled_from(["a@x.example", "b@x.example", "c@y.example", "", "d" * 130 + "@z",
+                         "\u00e9@x.example", "q=r@x.example"])
+SETTINGS = settings(max_examples=40, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                           HealthCheck.too_slow])
+
+
+def _message(qd, queue, rng: random.Random, sender, rcpts, extra, attrs, dsn, done, content) -> str:
+    """_message - one queue file with a random mix of the records the writer can produce."""
+    w = QueueFileWriter(qd, queue, qid=new_qid(now=BASE_TIME + rng.random() * 1000))
+    env = Envelope(sender=sender, time=BASE_TIME + rng.randint(0, 10**6) / 7,
+                   recipients=[Recipient(r, orig_rcpt=r if dsn & 1 else "",
+                                         dsn_orcpt="rfc822;" + r if dsn & 2 else "",
+                                         dsn_notify=(dsn >> 2) & 15, done=i in done)
+                               for i, r in enumerate(rcpts)],
+                   attrs=attrs, warn_time=BASE_TIME if dsn & 64 else 0,
+                   full_name="Full Name" if dsn & 128 else "")
+    w.write_envelope(env)
+    w.write_content(content)
+    for r in extra:
+        w.add_recipient(Recipient(r))
+    w.finish()
+    w.sync_file(fsync=False)            # a test needs no durability
+    w.publish()
+    return w.qid
+
+
+@SETTINGS
+@given(data=st.data())
+def test_fast_scan_equals_full_reader(tmp_path_factory, data):
+    _, qd = make_config(tmp_path_factory.mktemp("q"))
+    rng = random.Random(data.draw(st.integers(0, 2**32)))
+    for _ in range(data.draw(st.integers(1, 4))):
+        queue = data.draw(st.sampled_from(["maildrop", "incoming", "active", "deferred", "hold"]))
+        rcpts = data.draw(st.lists(ADDRS, min_size=1, max_size=4))
+        attrs = data.draw(st.dictionaries(st.sampled_from(["client_name", "forced_expire", "x"]),
+                                          st.sampled_from(["1", "yes", "0", "", "a=b"]),
+                                          max_size=3))
+        qid = _message(qd, queue, rng, data.draw(ADDRS), rcpts,
+                       data.draw(st.lists(ADDRS, max_size=2)), attrs,
+                       data.draw(st.integers(0, 255)),
+                       set(data.draw(st.lists(st.integers(0, 3), max_size=2))),
+                       data.draw(st.sampled_from([b"s\n", b"x" * 9000 + b"\n"])))
+        if data.draw(st.booleans()):
+            add_defer_log(qd, qid, [(r, data.draw(st.sampled_from(["why", "other", ""])))
+                                    for r in rcpts[:2]])
+        if data.draw(st.booleans()):     # damage one byte (or cut the file)
+            path = qd.path(queue, qid)
+            size = os.path.getsize(path)
+            with open(path, "r+b") as f:
+                if data.draw(st.booleans()):
+                    f.truncate(data.draw(st.integers(0, size - 1)))
+                else:
+                    at = data.draw(st.integers(0, size - 1))
+                    f.seek(at)
+                    f.write(bytes([data.draw(st.integers(0, 255))]))
+    assert list(scan.scan_entries(qd)) == list(report.scan_entries(qd))
+
+
+DEFER_LINES = st.sampled_from(["recipient=a", "recipient=b", "recipient=", "reason=one",
+                               "reason=two=2", "reason=", "status=4.0.0", "bogus", "",
+                               "recipient=a\r", " reason=x", "recipient=\u00e9"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(DEFER_LINES, max_size=12), st.booleans())
+def test_defer_log_parser_equals_report(lines, final_newline):
+    text = "\n".join(lines) + ("\n" if final_newline else "")
+    assert scan.parse_defer_log(text) == _report_defer_log(text)
+
+
+def _report_defer_log(text: str) -> dict[str, str]:
+    """_report_defer_log - report.read_defer_log's rules on text (through a file)."""
+    import tempfile
+    with tempfile.NamedTemporaryFile("wb", delete=False) as f:
+        f.write(text.encode("utf-8", "surrogateescape"))
+    try:
+        return report.read_defer_log(f.name)
+    finally:
+        os.unlink(f.name)
+
+
+ENTRIES = st.builds(
+    QueueEntry,
+    st.sampled_from(["active", "deferred", "hold", "x" * 20]),
+    st.sampled_from(["4bULG42787z093F001", "Q", "a,b"]),
+    st.integers(0, 2**40), st.integers(0, 2**40),
+    st.text(max_size=20),
+    st.lists(st.tuples(st.text(max_size=12), st.text(max_size=12)), max_size=4),
+    st.booleans())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(ENTRIES, max_size=6), st.integers(1, 200))
+def test_wire_encoder_and_reader(entries, chunk):
+    wire = b"".join(scan.entry_wire(e) for e in entries)
+    assert wire == b"".join(encode(encode_entry(e)) for e in entries)
+    wire += encode({"end": 1, "count": len(entries)})
+    reader = scan.WireReader()
+    got = []
+    for i in range(0, len(wire), chunk):
+        got += reader.feed(wire[i:i + chunk])
+    assert reader.done and got == entries
+
+
+def test_wire_reader_errors():
+    good = scan.entry_wire(QueueEntry("hold", "Q", 1, 2, "s", [("r", "")]))
+    reader = scan.WireReader()
+    assert reader.feed(good[:-5]) == []
+    try:
+        reader.eof()
+        raise AssertionError("no error")
+    except AttrError as exc:
+        assert "truncated" in str(exc)
+    reader = scan.WireReader()
+    reader.feed(good)
+    try:
+        reader.eof()
+        raise AssertionError("no error")
+    except ShowqProtocolError as exc:
+        assert "early" in str(exc)
+    reader = scan.WireReader()
+    try:
+        reader.feed(good + encode({"end": 1, "count": 0, "error": "unknown request"}))
+        raise AssertionError("no error")
+    except ShowqProtocolError as exc:
+        assert "unknown request" in str(exc)
+    reader = scan.WireReader()
+    try:
+        reader.feed(b"queue_name=4:hold,bogus\n" + b"x" * 300)
+        raise AssertionError("no error")
+    except AttrError:
+        pass
+
+
+def test_many_recipients_through_the_wire():
+    e = QueueEntry("deferred", "Q", 1, 2, "s", [(f"r{i}@x.example", "why") for i in range(3000)])
+    reader = scan.WireReader()
+    wire = scan.entry_wire(e) + encode({"end": 1, "count": 1})
+    got = []
+    for i in range(0, len(wire), 4096):
+        got += reader.feed(wire[i:i + 4096])
+    assert got == [e]
+    assert len(AttrDecoder().feed(encode({"end": 1}))) == 1
+
+
+def test_defer_log_of_hashed_and_flat_queues(tmp_path):
+    cfg_dir, qd = make_config(tmp_path)
+    for queue in ("deferred", "active", "hold"):
+        qid = _message(qd, queue, random.Random(1), "s@x", ["a@x.example"], [], {}, 0, set(), b"x\n")
+        add_defer_log(qd, qid, [("a@x.example", f"in {queue}")])
+    got = {e.queue_name: e.recipients for e in scan.scan_entries(qd)}
+    assert got == {q: [("a@x.example", f"in {q}")] for q in ("deferred", "active", "hold")}
+    assert list(scan.scan_entries(qd)) == list(report.scan_entries(qd))
+
+
+def test_usual_files_take_the_fast_path(tmp_path, monkeypatch):
+    _, qd = make_config(tmp_path)
+    qids = [_message(qd, "deferred", random.Random(i), "s@x", ["a@x.example", "b@x.example"],
+                     ["c@x.example"], {"client_name": "h", "forced_expire": "yes"}, 3, {1},
+                     b"body\n") for i in range(3)]
+    expected = list(report.scan_entries(qd))
+    monkeypatch.setattr(report, "read_entry", lambda *a: 1 / 0)
+    got = list(scan.scan_entries(qd))
+    assert got == expected and sorted(e.queue_id for e in got) == sorted(qids)
+    assert got[0].forced_expire and got[0].recipients == [("a@x.example", ""), ("c@x.example", "")]
