@@ -6,9 +6,19 @@ import asyncio
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from postel.ipc import attr
-from postel.ipc.attr import encode, read_attrs, wait_coarse
+from postel.ipc.attr import (
+    DEFAULT_LIMITS,
+    AttrDecoder,
+    AttrError,
+    Limits,
+    encode,
+    read_attrs,
+    wait_coarse,
+)
 
 
 @pytest.fixture
@@ -90,3 +100,87 @@ def test_coarse_and_precise_paths_agree(monkeypatch):
 
 def test_wait_coarse_without_limit():
     assert asyncio.run(wait_coarse(asyncio.sleep(0, 3), None)) == 3
+
+
+# ------------------------------------------------------------ decoder head table
+
+_NAME = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_", min_size=1, max_size=12)
+_VALUE = st.one_of(st.binary(max_size=40), st.sampled_from([b"", b"a:b", b"x,y\n", b"=1:,"]))
+_LISTS = st.lists(st.lists(st.tuples(_NAME, _VALUE), max_size=6), min_size=1, max_size=4)
+
+
+def _decode_all(data: bytes, cuts: list[int], limits: Limits = DEFAULT_LIMITS) -> list | str:
+    dec = AttrDecoder(limits)
+    out = []
+    try:
+        prev = 0
+        for p in sorted({c % (len(data) + 1) for c in cuts}) + [len(data)]:
+            out += [lst.items() for lst in dec.feed(data[prev:p])]
+            prev = p
+        dec.eof()
+    except AttrError as exc:
+        return str(exc)
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(_LISTS, st.lists(st.integers(min_value=0), max_size=5))
+def test_head_table_gives_the_same_lists(lists, cuts):
+    wire = b"".join(encode(lst) for lst in lists)
+    attr._HEAD_TABLES.clear()
+    cold = _decode_all(wire, cuts)
+    warm = _decode_all(wire, cuts[::-1])
+    assert cold == warm == [[(n, v) for n, v in lst] for lst in lists]
+
+
+def test_head_table_respects_each_decoders_name_limit():
+    wire = encode({"longername": "v"})
+    assert _decode_all(wire, []) == [[("longername", b"v")]]      # head now known
+    short = _decode_all(wire, [], Limits(max_name=4))
+    assert isinstance(short, str) and "longer than 4 octets" in short
+
+
+def test_head_table_stays_bounded(monkeypatch):
+    monkeypatch.setattr(attr, "_MAX_HEADS", 10)
+    attr._HEAD_TABLES.clear()
+    wire = b"".join(encode({f"n{i}": "x" * i}) for i in range(50))
+    assert len(_decode_all(wire, [7, 99])) == 50
+    assert len(attr._heads_for(64)) == 10
+
+
+# ------------------------------------------------------------ encode text fast path
+
+def _reference_encode(pairs) -> bytes:
+    out = b""
+    for name, value in pairs:
+        if isinstance(value, bool):
+            vb = b"1" if value else b"0"
+        elif isinstance(value, int):
+            vb = str(value).encode()
+        elif isinstance(value, str):
+            vb = value.encode("utf-8", "surrogateescape")
+        else:
+            vb = bytes(value)
+        out += name.encode() + b"=" + str(len(vb)).encode() + b":" + vb + b","
+    return out + b"\n"
+
+
+_ENC_VALUE = st.one_of(st.text(max_size=20), st.text(alphabet="abc,:=\n", max_size=8),
+                       st.binary(max_size=20), st.integers(), st.booleans())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_NAME, _ENC_VALUE), max_size=8))
+def test_encode_fast_and_generic_paths_agree(pairs):
+    wire = _reference_encode(pairs)
+    assert encode(pairs) == wire
+    assert encode(iter(pairs)) == wire               # an iterator is walked once only
+    assert encode(dict(pairs)) == _reference_encode(dict(pairs).items())
+
+
+def test_encode_text_path_still_checks_names_and_types():
+    with pytest.raises(ValueError):
+        encode({"Bad": "x"})
+    with pytest.raises(TypeError):
+        encode({"ok": "x", "f": 1.5})
+    assert encode({"status": 0, "queue_id": "Q1"}) == b"status=1:0,queue_id=2:Q1,\n"

@@ -235,7 +235,45 @@ def _pairs(attrs: Attrs) -> Iterable:
         return attrs.items()
     if isinstance(attrs, AttrList):
         return attrs._items
-    return attrs
+    if isinstance(attrs, (list, tuple)):
+        return attrs
+    return list(attrs)          # an iterator: encode() may walk the pairs twice
+
+
+# name -> "name=" for the text fast path of encode() (names checked by _prefix).
+_TEXT_PREFIX: dict[str, str] = {}
+
+
+def _text_prefix(name: str) -> str:
+    """_text_prefix - validated "name=" for an attribute name."""
+    p = _prefix(name).decode("ascii")
+    if len(_TEXT_PREFIX) < 4096:
+        _TEXT_PREFIX[name] = p
+    return p
+
+
+def _encode_text(pairs: Iterable) -> bytes | None:
+    """_encode_text - the wire form when every value is ASCII text or an int, else None.
+
+    Requests and replies are mostly short ASCII strings: for those the
+    length of the text is the length in octets, so the whole list is built
+    as one str and encoded once.
+    """
+    parts: list[str] = []
+    append = parts.append
+    get = _TEXT_PREFIX.get
+    for name, value in pairs:
+        t = type(value)
+        if t is str:
+            if not value.isascii():
+                return None
+        elif t is int:
+            value = str(value)
+        else:
+            return None
+        append(f"{get(name) or _text_prefix(name)}{len(value)}:{value},")
+    append("\n")
+    return "".join(parts).encode("ascii")
 
 
 def encode(attrs: Attrs) -> bytes:
@@ -244,10 +282,14 @@ def encode(attrs: Attrs) -> bytes:
     attrs is a dict (a list or tuple value there means a repeated name), an
     AttrList, or a sequence of (name, value) pairs.
     """
+    pairs = _pairs(attrs)
+    wire = _encode_text(pairs)
+    if wire is not None:
+        return wire
     out: list[bytes] = []
     extend = out.extend
     prefix_get = _PREFIX.get
-    for name, value in _pairs(attrs):
+    for name, value in pairs:
         t = type(value)
         # The common types inline; values are never copied into a temporary.
         if t is str:
@@ -296,17 +338,36 @@ def _head_re(max_name: int) -> re.Pattern[bytes]:
     return r
 
 
+# Heads seen before: b"name=length:" -> (name, length), one table per name
+# limit.  A head is the same bytes in every request of a kind ("request=4:",
+# "status=1:", "rcpt=16:"), and a table look-up costs half of a regex match
+# plus taking the groups apart.  Only heads the regex accepted are stored, so
+# a hit is exactly a valid head; bounded against hostile peers (a head not
+# stored is parsed with the regex as before).
+_HEAD_TABLES: dict[int, dict[bytes, tuple[str, int]]] = {}
+_MAX_HEADS = 4096
+
+
+def _heads_for(max_name: int) -> dict[bytes, tuple[str, int]]:
+    """_heads_for - the table of known heads for a name limit."""
+    t = _HEAD_TABLES.get(max_name)
+    if t is None:
+        t = _HEAD_TABLES[max_name] = {}
+    return t
+
+
 class AttrDecoder:
     """AttrDecoder - incremental sans-IO decoder: bytes in, AttrLists out."""
 
     __slots__ = ("limits", "_buf", "_pos", "_chunks", "_avail", "_need",
-                 "_items", "_total", "_offset", "_error", "_head")
+                 "_items", "_total", "_offset", "_error", "_head", "_heads")
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
         if not 1 <= limits.max_name <= 64:
             raise ValueError("Limits.max_name must be within 1..64")
         self.limits = limits
         self._head = _head_re(limits.max_name)
+        self._heads = _heads_for(limits.max_name)
         self._buf = b""            # bytes being parsed
         self._pos = 0              # parse position in _buf
         self._chunks: list[bytes] = []  # data fed while waiting for _need octets
@@ -324,6 +385,7 @@ class AttrDecoder:
                 raise ValueError("Limits.max_name must be within 1..64")
             self.limits = limits
             self._head = _head_re(limits.max_name)
+            self._heads = _heads_for(limits.max_name)
 
     def feed(self, data: bytes) -> list[AttrList]:
         """feed - add bytes; return every attribute list they complete."""
@@ -381,59 +443,73 @@ class AttrDecoder:
         pos = start_pos = self._pos
         n = len(buf)
         items = self._items
+        count = len(items)
         limits = self.limits
         max_value, max_count, max_total = limits.max_value, limits.max_count, limits.max_total
+        head_max = limits.max_name + _MAX_LEN_DIGITS + 2     # name "=" digits ":"
         total = self._total
         match = self._head.match
-        names_get = _NAMES.get
-        try:
-            while pos < n:
-                if buf[pos] == _LF:
-                    pos += 1
-                    lst = _new_list(AttrList)
-                    lst._items = items
-                    lst._first = None
-                    self._items = []
-                    total = 0
-                    self._need = 1
-                    return lst
+        heads = self._heads
+        heads_get = heads.get
+        find = buf.find
+        while pos < n:
+            if buf[pos] == _LF:
+                pos += 1
+                self._avail -= pos - start_pos
+                self._pos = pos
+                self._total = 0
+                self._need = 1
+                self._items = []
+                lst = _new_list(AttrList)
+                lst._items = items
+                lst._first = None
+                return lst
+            # A valid head holds no ":" before its own: the first one ends it.
+            colon = find(b":", pos, pos + head_max)
+            known = heads_get(buf[pos:colon + 1]) if colon > pos else None
+            if known is None:
                 m = match(buf, pos)
                 if m is None:
+                    self._avail -= pos - start_pos
                     self._pos = pos
                     self._total = total
                     self._need = self._diagnose(buf, pos)
                     return None
                 name_b, len_b = m.group(1, 2)
+                name = _NAMES.get(name_b) or _name_str(name_b)
                 vlen = int(len_b)
                 start = m.end()
-                end = start + vlen
-                size = end + 1 - pos
-                if vlen > max_value or len(items) >= max_count or total + size > max_total:
-                    self._pos = pos
-                    self._over_limit(name_b, vlen, len(items), total + size)
-                if end >= n:
-                    self._need = size
-                    break
-                if buf[end] != _COMMA:
-                    self._pos = end
-                    self._fail(f"attribute {name_b.decode()}: expected ',' after "
-                               f"{vlen}-octet value, found {buf[end:end + 1]!r}")
-                items.append((names_get(name_b) or _name_str(name_b), buf[start:end]))
-                total += size
-                pos = end + 1
+                if len(heads) < _MAX_HEADS:
+                    heads[buf[pos:start]] = (name, vlen)
             else:
-                self._need = 1
-            return None
-        finally:
-            if self._error is None:
-                self._avail -= pos - start_pos
+                name, vlen = known
+                start = colon + 1
+            end = start + vlen
+            size = end + 1 - pos
+            if vlen > max_value or count >= max_count or total + size > max_total:
                 self._pos = pos
-                self._total = total
+                self._over_limit(name, vlen, count, total + size)
+            if end >= n:
+                self._need = size
+                break
+            if buf[end] != _COMMA:
+                self._pos = end
+                self._fail(f"attribute {name}: expected ',' after "
+                           f"{vlen}-octet value, found {buf[end:end + 1]!r}")
+            items.append((name, buf[start:end]))
+            count += 1
+            total += size
+            pos = end + 1
+        else:
+            self._need = 1
+        self._avail -= pos - start_pos
+        self._pos = pos
+        self._total = total
+        return None
 
-    def _over_limit(self, name_b: bytes, vlen: int, count: int, total: int) -> None:
+    def _over_limit(self, name: str, vlen: int, count: int, total: int) -> None:
         """_over_limit - raise for whichever limit the next attribute breaks."""
         limits = self.limits
-        name = name_b.decode()
         if vlen > limits.max_value:
             self._fail(f"attribute {name}: value length {vlen} exceeds limit {limits.max_value}")
         if count >= limits.max_count:

@@ -77,6 +77,26 @@ IDLE_KEEP = 64
 
 _NOTIFY = {"NEVER": 1, "SUCCESS": 2, "FAILURE": 4, "DELAY": 8}
 
+# Fixed requests, encoded once.
+_CLOSE = encode({"request": "close"})
+_ABORT = encode({"request": "abort"})
+_OPEN: dict[str, bytes] = {}        # flags -> open request
+
+
+def _data_request(chunk: bytes) -> bytes:
+    """_data_request - encode((("request", "data"), ("data", chunk))), directly."""
+    return b"request=4:data,data=%d:%s,\n" % (len(chunk), chunk)
+
+
+def _open_request(flags: str) -> bytes:
+    """_open_request - the open request for these flags (a handful of distinct ones)."""
+    wire = _OPEN.get(flags)
+    if wire is None:
+        wire = encode({"request": "open", "flags": flags})
+        if len(_OPEN) < 64:
+            _OPEN[flags] = wire
+    return wire
+
 
 @dataclass(slots=True)
 class CleanupResult:
@@ -190,9 +210,12 @@ class CleanupMessage:
 
     async def write(self, chunk: bytes) -> None:
         """write - stream message content (raw bytes, CRLF or LF lines)."""
-        mv = memoryview(chunk)
-        for i in range(0, len(chunk), CHUNK):
-            self._send(encode((("request", "data"), ("data", bytes(mv[i:i + CHUNK])))))
+        if len(chunk) <= CHUNK:
+            self._send(_data_request(chunk))
+        else:
+            mv = memoryview(chunk)
+            for i in range(0, len(chunk), CHUNK):
+                self._send(_data_request(mv[i:i + CHUNK]))
         if len(self._out) >= CHUNK:
             await self._drain()
 
@@ -201,7 +224,7 @@ class CleanupMessage:
         if self.result is not None:
             return self.result
         conn = self._conn
-        self._send(encode({"request": "close"}))
+        self._send(_CLOSE)
         await self._drain()
         result = _write_error(self.queue_id)
         if conn is not None and not self._failed:
@@ -219,7 +242,7 @@ class CleanupMessage:
         if self.result is not None:
             return
         self._out.clear()                # queued envelope and content: not needed now
-        self._send(encode({"request": "abort"}))
+        self._send(_ABORT)
         await self._drain()
         conn = self._conn
         if conn is not None and not self._failed:
@@ -269,7 +292,7 @@ class CleanupClient:
         CleanupRefused when cleanup refuses to start one."""
         if not isinstance(flags, str):
             flags = ",".join(flags)
-        wire = encode({"request": "open", "flags": flags})
+        wire = _open_request(flags)
         for attempt in range(2):
             conn = None
             while self._idle and conn is None:
