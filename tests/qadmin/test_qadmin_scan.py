@@ -99,9 +99,9 @@ ENTRIES = st.builds(
     QueueEntry,
     st.sampled_from(["active", "deferred", "hold", "x" * 20]),
     st.sampled_from(["4bULG42787z093F001", "Q", "a,b"]),
-    st.integers(0, 2**40), st.integers(0, 2**40),
+    st.integers(0, 2**33), st.integers(0, 2**40),
     st.text(max_size=20),
-    st.lists(st.tuples(st.text(max_size=12), st.text(max_size=12)), max_size=4),
+    st.lists(st.tuples(st.text(max_size=12), st.sampled_from(["", "why", "x" * 90])), max_size=4),
     st.booleans())
 
 
@@ -179,3 +179,24 @@ def test_usual_files_take_the_fast_path(tmp_path, monkeypatch):
     got = list(scan.scan_entries(qd))
     assert got == expected and sorted(e.queue_id for e in got) == sorted(qids)
     assert got[0].forced_expire and got[0].recipients == [("a@x.example", ""), ("c@x.example", "")]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(ENTRIES, max_size=8), st.integers(1, 4), st.sampled_from(["UTC", "Europe/Paris"]))
+def test_mailq_text_equals_formatter(entries, split, tz):
+    import time
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = tz
+    time.tzset()
+    try:
+        slow = report.MailqFormatter()
+        want = "".join(slow.entry(e) for e in entries) + slow.finish()
+        fast = scan.MailqText()
+        got = "".join(fast.entries(entries[i:i + split]) for i in range(0, len(entries), split))
+        assert got + fast.finish() == want
+    finally:
+        if old is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = old
+        time.tzset()

@@ -46,6 +46,7 @@ CONFIGURATION PARAMETERS
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 from collections.abc import Iterator
@@ -64,8 +65,8 @@ from postel.ipc.attr import AttrError
 from postel.ipc.client import ServiceUnavailable, SyncConnection, service_path
 from postel.ipc.trigger import QMGR_FLUSH_QUEUE, TRIGGER_WAKEUP, send_trigger
 from postel.queue import qid_ok
-from postel.queue.report import MailqFormatter, QueueEntry, ShowqProtocolError, json_line
-from postel.queue.scan import WireReader, scan_entries
+from postel.queue.report import QueueEntry, ShowqProtocolError, json_line
+from postel.queue.scan import MailqText, WireReader, scan_entries
 
 PROG = "postqueue"
 USAGE = "usage: postqueue -f | postqueue -i queue_id | postqueue -j | postqueue -p | postqueue -s site"
@@ -121,6 +122,12 @@ def showq_entries(queue_directory: str, queue_id: str | None = None,
     """showq_entries - the listing from public/showq (ServiceUnavailable if down).
 
     Connects before returning, so that a caller can fall back at once."""
+    return _read_entries(_showq_connect(queue_directory, queue_id, retry_for))
+
+
+def _showq_connect(queue_directory: str, queue_id: str | None = None,
+                   retry_for: float = 5.0) -> SyncConnection:
+    """_showq_connect - a connection to public/showq with the request sent."""
     if not os.path.exists(service_path(queue_directory, SHOWQ_ENDPOINT)):
         raise ServiceUnavailable(SHOWQ_ENDPOINT, "no such socket")
     conn = SyncConnection(queue_directory, SHOWQ_ENDPOINT, timeout=SHOWQ_TIMEOUT,
@@ -133,11 +140,17 @@ def showq_entries(queue_directory: str, queue_id: str | None = None,
     except BaseException:
         conn.close()
         raise
-    return _read_entries(conn)
+    return conn
 
 
 def _read_entries(conn: SyncConnection) -> Iterator[QueueEntry]:
-    """_read_entries - decode entries as they arrive, until the end marker."""
+    """_read_entries - the entries of _read_batches one by one."""
+    for batch in _read_batches(conn):
+        yield from batch
+
+
+def _read_batches(conn: SyncConnection) -> Iterator[list[QueueEntry]]:
+    """_read_batches - decode entries as they arrive (a list per read), until the end marker."""
     reader = WireReader()
     sock = conn.sock
     try:
@@ -153,32 +166,41 @@ def _read_entries(conn: SyncConnection) -> Iterator[QueueEntry]:
                                          f"read: {exc.strerror or exc}") from None
             if not data:
                 reader.eof()
-            yield from reader.feed(data)
+            batch = reader.feed(data)
+            if batch:
+                yield batch
     finally:
         conn.close()
 
 
-def _entries(cfg, json_mode: bool) -> Iterator[QueueEntry]:
-    """_entries - from showq, or directly from the queue for privileged users."""
+def _batches(cfg) -> Iterator[list[QueueEntry]]:
+    """_batches - lists of entries from showq, or directly from the queue for privileged users."""
     qd = queue_dir(cfg)
     try:
-        return showq_entries(qd.queue_directory)
+        conn = _showq_connect(qd.queue_directory)
     except ServiceUnavailable:
         if not privileged(cfg):
             raise Fatal(DOWN, EX_UNAVAILABLE) from None
         if not os.path.isdir(qd.queue_directory):
             raise Fatal(f"{qd.queue_directory}: no such queue directory", 1) from None
-        return scan_entries(qd)
+        return _chunks(scan_entries(qd))
+    return _read_batches(conn)
+
+
+def _chunks(entries: Iterator[QueueEntry], size: int = 256) -> Iterator[list[QueueEntry]]:
+    """_chunks - entries in lists of up to size."""
+    while batch := list(itertools.islice(entries, size)):
+        yield batch
 
 
 def list_queue(cfg, json_mode: bool, out=None) -> int:
     """list_queue - postqueue -p / -j onto out (stdout)."""
     out = out or sys.stdout
-    fmt = MailqFormatter()
+    fmt = MailqText()
     write = out.write
     try:
-        for entry in _entries(cfg, json_mode):
-            write(json_line(entry) if json_mode else fmt.entry(entry))
+        for batch in _batches(cfg):
+            write("".join(map(json_line, batch)) if json_mode else fmt.entries(batch))
     except (ServiceUnavailable, ShowqProtocolError, AttrError) as exc:
         out.flush()
         raise Fatal(f"showq service: {exc}", EX_UNAVAILABLE) from None

@@ -53,9 +53,16 @@ from postel.queue import QueueDir, qid_ok, report
 from postel.queue import records as rec
 from postel.queue.report import (
     DEFER_LOG_LIMIT,
+    EMPTY,
+    HEADER,
+    NULL_SENDER,
+    QUEUE_STATUS,
+    RCPT_INDENT,
+    REASON_END,
     SHOWQ_QUEUES,
     QueueEntry,
     ShowqProtocolError,
+    asctime19,
     decode_entry,
 )
 
@@ -85,40 +92,35 @@ def _segment(data: bytes, fd: int, start: int, end: int) -> bytes:
     return got
 
 
-def _records(seg: bytes, rcpts: list, done_at: list) -> bytes | None:
-    """_records - recipients of one segment (T/S handled by the caller).
+def _records(seg: bytes, pos: int, rcpts: list, done_at: list) -> int:
+    """_records - the recipients of seg[pos:] (T/S handled by the caller); returns the A count.
 
-    Appends (address, done) to rcpts and the segment offsets of D type
-    bytes (for the CRC) to done_at; returns the forced_expire attribute's
-    value (None: none).  Anything the fast path does not handle raises _Slow."""
-    pos, end = 0, len(seg)
+    Appends (address, done) to rcpts and the offsets of D type bytes (for
+    the CRC) to done_at.  Anything the fast path does not handle raises
+    _Slow (or IndexError at a truncated record)."""
+    end = len(seg)
     modifiers = 0                 # bit set of O/o/n seen for the pending recipient
     nattrs = 0
-    forced = None
     find = seg.find
     while pos < end:
         t = seg[pos]
-        n = seg[pos + 1] if pos + 1 < end else 0x80
+        n = seg[pos + 1]
         if n & 0x80:
             raise _Slow
         at = pos + 2
-        nxt = at + n
-        if nxt > end:
-            raise _Slow
+        pos = at + n
         if t == _A:
             # "name=value" with a non-empty name; at most ATTR_COUNT_LIMIT records
             # (so at most that many names, the reader's limit).
-            if modifiers or find(b"=", at, nxt) <= at:
+            if modifiers or find(b"=", at, pos) <= at:
                 raise _Slow
             nattrs += 1
-            if seg.startswith(b"forced_expire=", at, nxt):
-                forced = seg[at + 14:nxt]
         elif t == _R:
-            rcpts.append((seg[at:nxt], False))
+            rcpts.append((seg[at:pos], False))
             modifiers = 0
         elif t == _D:
-            rcpts.append((seg[at:nxt], True))
-            done_at.append(pos)
+            rcpts.append((seg[at:pos], True))
+            done_at.append(at - 2)
             modifiers = 0
         elif t == _O or t == _OO:
             bit = 1 if t == _O else 2
@@ -126,16 +128,27 @@ def _records(seg: bytes, rcpts: list, done_at: list) -> bytes | None:
                 raise _Slow
             modifiers |= bit
         elif t == _NN:
-            if modifiers & 4 or _INT_RE.match(seg, at, nxt) is None \
-                    or not 1 <= int(seg[at:nxt]) <= 15:
+            if modifiers & 4 or _INT_RE.match(seg, at, pos) is None \
+                    or not 1 <= int(seg[at:pos]) <= 15:
                 raise _Slow
             modifiers |= 4
         else:
             raise _Slow
-        pos = nxt
-    if modifiers or nattrs > rec.ATTR_COUNT_LIMIT:
+    if pos != end or modifiers or nattrs > rec.ATTR_COUNT_LIMIT:
         raise _Slow
-    return forced
+    return nattrs
+
+
+def _forced_expire(seg: bytes, pos: int) -> bytes | None:
+    """_forced_expire - the value of the last forced_expire attribute (framing checked)."""
+    value = None
+    end = len(seg)
+    while pos < end:
+        t, n = seg[pos], seg[pos + 1]
+        if t == _A and seg.startswith(b"forced_expire=", pos + 2, pos + 2 + n):
+            value = seg[pos + 16:pos + 2 + n]
+        pos += 2 + n
+    return value
 
 
 def _crc(seg: bytes, done_at: list, crc: int) -> int:
@@ -148,6 +161,10 @@ def _crc(seg: bytes, done_at: list, crc: int) -> int:
     return zlib.crc32(buf, crc)
 
 
+# The size record's payload (records.parse_size's pattern, the fields used here).
+_SIZE_RE = re.compile(rb"01 (\d{12}) (\d{12}) (\d{12}) (\d{12}) (\d{9}) ([0-9a-f]{8}) [0-9a-f]{8}\Z")
+
+
 def _parse(data: bytes, fd: int) -> tuple[float, bytes, bytes | None, list, int]:
     """_parse - (arrival time, sender, forced_expire value, recipients, size) or _Slow."""
     size = len(data)
@@ -155,22 +172,28 @@ def _parse(data: bytes, fd: int) -> tuple[float, bytes, bytes | None, list, int]
         size = os.fstat(fd).st_size
     if size < _HEAD_LEN or data[0] != _C or data[1] != _SIZE_LEN_BYTE:
         raise _Slow
-    try:
-        (message_size, content_off, extracted_off, end_off, rcpt_count,
-         meta_crc, _) = rec.parse_size(data[2:_HEAD_LEN])
-    except ValueError:
-        raise _Slow from None
+    m = _SIZE_RE.match(data, 2, _HEAD_LEN)
+    if m is None:
+        raise _Slow
+    message_size, content_off, extracted_off, end_off, rcpt_count = map(int, m.group(1, 2, 3, 4, 5))
     if end_off != size or not _HEAD_LEN <= content_off < extracted_off < end_off:
         raise _Slow
-    if _segment(data, fd, content_off, content_off + 2) != _MESG:
+    if end_off <= len(data):
+        env = data[_HEAD_LEN:content_off]
+        xseg = data[extracted_off:]
+        mesg = data[content_off:content_off + 2]
+    else:
+        env = _segment(data, fd, _HEAD_LEN, content_off)
+        xseg = _segment(data, fd, extracted_off, end_off)
+        mesg = _segment(data, fd, content_off, content_off + 2)
+    if mesg != _MESG:
         raise _Slow
-    env = _segment(data, fd, _HEAD_LEN, content_off)
     # The envelope opens with T, then S (the writer's order; anything else: slow path).
-    if len(env) < 4 or env[0] != _T or env[1] & 0x80:
+    if env[0] != _T or env[1] & 0x80:
         raise _Slow
     t_end = 2 + env[1]
-    m = _TIME_RE.match(env, 2, t_end)
-    if m is None or t_end + 2 > len(env) or env[t_end] != _S or env[t_end + 1] & 0x80:
+    tm = _TIME_RE.match(env, 2, t_end)
+    if tm is None or env[t_end] != _S or env[t_end + 1] & 0x80:
         raise _Slow
     s_end = t_end + 2 + env[t_end + 1]
     if s_end > len(env):
@@ -178,20 +201,20 @@ def _parse(data: bytes, fd: int) -> tuple[float, bytes, bytes | None, list, int]
     sender = env[t_end + 2:s_end]
     rcpts: list = []
     done_at: list = []
-    forced = _records(env[s_end:], rcpts, done_at)
-    crc = _crc(env, [p + s_end for p in done_at], 0)
-    xseg = _segment(data, fd, extracted_off, end_off)
+    nattrs = _records(env, s_end, rcpts, done_at)
+    crc = _crc(env, done_at, 0)
     if xseg[:2] != b"X\x00" or xseg[-2:] != b"E\x00" or len(xseg) < 4:
         raise _Slow
     if len(xseg) > 4:
         xdone: list = []
-        _records(xseg[2:-2], rcpts, xdone)
-        crc = _crc(xseg, [p + 2 for p in xdone], crc)
+        _records(xseg[:-2], 2, rcpts, xdone)
+        crc = _crc(xseg, xdone, crc)
     else:
         crc = zlib.crc32(xseg, crc)
-    if crc != meta_crc or len(rcpts) != rcpt_count or rcpt_count > rec.RCPT_LIMIT:
+    if crc != int(m.group(6), 16) or len(rcpts) != rcpt_count or rcpt_count > rec.RCPT_LIMIT:
         raise _Slow
-    when = int(m.group(1)) + int(m.group(2)) / 1_000_000
+    forced = _forced_expire(env, s_end) if nattrs and b"forced_expire=" in env else None
+    when = int(tm.group(1)) + int(tm.group(2)) / 1_000_000
     return when, sender, forced, rcpts, message_size
 
 
@@ -501,3 +524,55 @@ class WireReader:
             raise AttrError(f"truncated attribute list: end of stream after {len(self.buf)} "
                             "octets of an unfinished list")
         raise ShowqProtocolError("showq closed the connection early")
+
+
+# ---------------------------------------------------------------- mailq text
+
+_INDENT = " " * RCPT_INDENT
+
+
+class MailqText:
+    """report.MailqFormatter's text, a batch of entries at a time (one string per batch)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total_size = 0
+        self._times: dict[int, str] = {}     # arrival second -> asctime19 text
+
+    def entries(self, batch: Iterable[QueueEntry]) -> str:
+        """entries - the text blocks of a batch (the header before the first one)."""
+        out: list[str] = []
+        add = out.append
+        times = self._times
+        if len(times) > 65536:
+            times.clear()
+        status_of = QUEUE_STATUS.get
+        count = self.count
+        total = self.total_size
+        for e in batch:
+            add(HEADER if count == 0 else "\n")
+            count += 1
+            size = e.message_size
+            total += size
+            when = e.arrival_time
+            asc = times.get(when)
+            if asc is None:
+                asc = times[when] = asctime19(when)
+            add(f"{e.queue_id + status_of(e.queue_name, ' '):<17} {size:8d} {asc} "
+                f"{e.sender or NULL_SENDER}\n")
+            last = ""
+            for addr, reason in e.recipients:
+                if reason and reason != last:
+                    add(" " * (REASON_END - len(reason)) + f"({reason})\n")
+                last = reason
+                add(_INDENT + addr + "\n")
+        self.count = count
+        self.total_size = total
+        return "".join(out)
+
+    def finish(self) -> str:
+        """finish - the trailer, or "Mail queue is empty"."""
+        if self.count == 0:
+            return EMPTY
+        plural = "" if self.count == 1 else "s"
+        return f"\n-- {self.total_size // 1024} Kbytes in {self.count} Request{plural}.\n"
