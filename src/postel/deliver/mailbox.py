@@ -303,6 +303,7 @@ def _truncate(fd: int, size: int) -> None:
 # -- Maildir
 
 _seq = [0]
+_host: list[str] = []        # the host name part, computed once per process
 
 
 def _unique_name(size: int) -> str:
@@ -311,8 +312,9 @@ def _unique_name(size: int) -> str:
     secs = int(now)
     usec = int((now - secs) * 1_000_000)
     _seq[0] += 1
-    host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
-    return f"{secs}.M{usec}P{os.getpid()}Q{_seq[0]}.{host}"
+    if not _host:
+        _host.append(socket.gethostname().replace("/", "\\057").replace(":", "\\072"))
+    return f"{secs}.M{usec}P{os.getpid()}Q{_seq[0]}.{_host[0]}"
 
 
 def make_maildir(path: str, owner: tuple[int, int] | None = None) -> None:
@@ -336,12 +338,15 @@ def make_maildir(path: str, owner: tuple[int, int] | None = None) -> None:
 def deliver_maildir(path: str, msg: Message, *, size_limit: int = 0,
                     owner: tuple[int, int] | None = None) -> str:
     """deliver_maildir - write msg into the Maildir path; returns the new/ file name."""
-    if not os.path.isdir(os.path.join(path, "new")) or not os.path.isdir(os.path.join(path, "tmp")):
-        make_maildir(path, owner)
     base = _unique_name(0)
     tmp = os.path.join(path, "tmp", base)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
+        try:
+            fd = os.open(tmp, flags, FILE_MODE)
+        except (FileNotFoundError, NotADirectoryError):
+            make_maildir(path, owner)       # no Maildir (or no tmp/) yet: as Postfix, make it
+            fd = os.open(tmp, flags, FILE_MODE)
     except OSError as exc:
         raise MailboxError("4.2.0", f"create maildir file {tmp}: {exc.strerror}") from None
     try:
@@ -357,7 +362,13 @@ def deliver_maildir(path: str, msg: Message, *, size_limit: int = 0,
     os.close(fd)
     final = os.path.join(path, "new", f"{base},S={size}")
     try:
-        os.link(tmp, final)
+        try:
+            os.link(tmp, final)
+        except FileNotFoundError:
+            if not os.path.exists(tmp):
+                raise
+            make_maildir(path, owner)       # new/ is missing: make it, link again
+            os.link(tmp, final)
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
