@@ -147,3 +147,28 @@ def test_site_list_bad_table_fails(tmp_path):
     cfg_dir, _ = make_config(tmp_path, {"fast_flush_domains": "hash:/nonexistent/x"})
     sites = flush_service.site_list(load_config(cfg_dir))
     assert flush_service._site_status(sites, "example.com") == fc.FLUSH_STAT_FAIL
+
+
+def test_showq_parallel_workers_same_listing(showq, monkeypatch):
+    cfg_dir, qd = showq
+    qids = [add_message(qd, "deferred", when=BASE_TIME + i) for i in range(9)]
+    add_defer_log(qd, qids[3], [("r@example.org", "slow down")])
+    serial = list(postqueue.showq_entries(qd.queue_directory))
+    monkeypatch.setattr(showq_service, "PARALLEL_MIN", 5)
+    monkeypatch.setattr(showq_service, "BLOCK", 2)
+    monkeypatch.setattr(showq_service, "WORKERS", 3)
+    parallel = list(postqueue.showq_entries(qd.queue_directory))
+    assert parallel == serial and len(parallel) == 9
+    assert parallel[3].recipients == [("r@example.org", "slow down")]
+
+
+def test_showq_parallel_worker_failure_falls_back(showq, monkeypatch):
+    cfg_dir, qd = showq
+    for i in range(7):
+        add_message(qd, "hold", when=BASE_TIME + i)
+    serial = list(postqueue.showq_entries(qd.queue_directory))
+    monkeypatch.setattr(showq_service, "PARALLEL_MIN", 1)
+    monkeypatch.setattr(showq_service, "BLOCK", 2)
+    monkeypatch.setattr(showq_service, "WORKERS", 2)
+    monkeypatch.setattr(showq_service, "_worker", lambda fd, qd, blocks: os._exit(3))
+    assert list(postqueue.showq_entries(qd.queue_directory)) == serial

@@ -354,6 +354,23 @@ def scan_entries(qd: QueueDir, queues: Iterable[str] = SHOWQ_QUEUES,
                 yield e
 
 
+def listing(qd: QueueDir, queues: Iterable[str] = SHOWQ_QUEUES) -> list[tuple[str, str, str]]:
+    """listing - (queue_name, qid, path) of every queue file, in the listing's order."""
+    out: list[tuple[str, str, str]] = []
+    for queue_name in queues:
+        out += [(queue_name, qid, path) for qid, path in sorted(qd.scan_paths(queue_name))]
+    return out
+
+
+def entries_of(qd: QueueDir, items: Iterable[tuple[str, str, str]]) -> Iterator[QueueEntry]:
+    """entries_of - the entries of listing() items (vanished and corrupt files left out)."""
+    entry = _Scanner(qd).entry
+    for queue_name, qid, path in items:
+        e = entry(queue_name, qid, path)
+        if e is not None:
+            yield e
+
+
 # ---------------------------------------------------------------- the wire
 
 def _attr(name: bytes, value: bytes) -> bytes:

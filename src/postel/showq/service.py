@@ -21,6 +21,13 @@ DESCRIPTION
     that a very large queue is streamed with bounded memory and the event
     loop keeps serving other clients.
 
+    A large queue (PARALLEL_MIN messages or more, on a machine with more
+    than one CPU) is read by WORKERS forked processes: the sorted list of
+    queue files is cut into blocks of BLOCK messages, worker i encodes blocks
+    i, i + WORKERS, ... into its own pipe, and showq forwards the blocks in
+    order, so that the listing is the same as a serial one.  A worker that
+    fails leaves its blocks to showq itself.
+
 SECURITY
     showq takes no input from the client but the request name; it reads
     only envelope information (never message content) and opens queue
@@ -35,6 +42,11 @@ CONFIGURATION PARAMETERS
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import os
+import signal
+import struct
 import sys
 from collections.abc import Iterator
 
@@ -43,10 +55,15 @@ from postel.ipc.attr import AttrError, encode, read_attrs
 from postel.ipc.skeleton import ServiceContext, multi_server_main
 from postel.queue import QueueDir
 from postel.queue.report import QueueEntry
-from postel.queue.scan import entry_wire, scan_entries
+from postel.queue.scan import entries_of, entry_wire, listing, scan_entries
 
 BATCH = 256               # messages per write
 REQUEST_TIMEOUT = 60.0    # seconds to wait for the client's request
+PARALLEL_MIN = 20000      # messages from which the queue is read by worker processes
+WORKERS = min(4, os.cpu_count() or 1)
+BLOCK = 512               # messages per worker block
+PIPE_SIZE = 1 << 20       # pipe buffer asked for (a worker may run this far ahead)
+_HEAD = struct.Struct("!II")  # block header: bytes, entries
 
 
 def queue_dir(cfg) -> QueueDir:
@@ -83,16 +100,130 @@ async def serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
         return
     qd = ctx.state.get("qd") or queue_dir(ctx.cfg)
     ctx.state["qd"] = qd
-    it = scan_entries(qd, queue_id=request.get("queue_id") or None)
     counter = [0]
-    while True:
-        batch = await asyncio.to_thread(_next_batch, it, counter)
-        if not batch:
-            break
-        writer.write(batch)
-        await writer.drain()
+    queue_id = request.get("queue_id") or None
+    items = None if queue_id or WORKERS < 2 else await asyncio.to_thread(listing, qd)
+    if items is not None and len(items) >= PARALLEL_MIN:
+        await _serve_parallel(writer, qd, items, counter)
+    else:
+        it = entries_of(qd, items) if items is not None else scan_entries(qd, queue_id=queue_id)
+        while True:
+            batch = await asyncio.to_thread(_next_batch, it, counter)
+            if not batch:
+                break
+            writer.write(batch)
+            await writer.drain()
     writer.write(encode({"end": 1, "count": counter[0]}))
     await writer.drain()
+
+
+def _encode_block(qd: QueueDir, items: list) -> tuple[bytes, int]:
+    """_encode_block - the wire bytes and the number of entries of some listing items."""
+    out = [entry_wire(e) for e in entries_of(qd, items)]
+    return b"".join(out), len(out)
+
+
+def _worker(fd: int, qd: QueueDir, blocks: list[list]) -> None:
+    """_worker - in a forked process: encode blocks into the pipe, then exit."""
+    status = 1
+    try:
+        with contextlib.suppress(ValueError, OSError):
+            signal.set_wakeup_fd(-1)      # the parent's event loop must not hear our signals
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
+                signal.signal(sig, signal.SIG_DFL)
+        for items in blocks:
+            data, count = _encode_block(qd, items)
+            view = memoryview(_HEAD.pack(len(data), count) + data)
+            while view:
+                view = view[os.write(fd, view):]
+        status = 0
+    finally:
+        os._exit(status)
+
+
+class _Workers:
+    """Forked block encoders and their pipes (see DESCRIPTION)."""
+
+    def __init__(self, qd: QueueDir, items: list) -> None:
+        self.qd = qd
+        self.blocks = [items[i:i + BLOCK] for i in range(0, len(items), BLOCK)]
+        self.pids: list[int] = []
+        self.fds: list[int] = []
+        for w in range(WORKERS):
+            rfd, wfd = os.pipe()
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(wfd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+            try:
+                pid = os.fork()
+            except OSError:
+                os.close(rfd)
+                os.close(wfd)
+                self.fds.append(-1)
+                continue
+            if pid == 0:
+                os.close(rfd)
+                _worker(wfd, qd, self.blocks[w::WORKERS])
+            os.close(wfd)
+            self.pids.append(pid)
+            self.fds.append(rfd)
+
+    def _read(self, fd: int, n: int) -> bytes | None:
+        """_read - exactly n bytes from a pipe, None at a premature end."""
+        parts = []
+        while n:
+            data = os.read(fd, min(n, 1 << 20))
+            if not data:
+                return None
+            parts.append(data)
+            n -= len(data)
+        return b"".join(parts)
+
+    def block(self, i: int) -> tuple[bytes, int]:
+        """block - block i: from its worker, or encoded here when that worker failed."""
+        w = i % WORKERS
+        fd = self.fds[w]
+        if fd >= 0:
+            try:
+                head = self._read(fd, _HEAD.size)
+                if head is not None:
+                    size, count = _HEAD.unpack(head)
+                    data = self._read(fd, size)
+                    if data is not None:
+                        return data, count
+            except OSError:
+                pass
+            log.warning("listing worker %d failed: showq reads its part itself", w)
+            os.close(fd)
+            self.fds[w] = -1
+        return _encode_block(self.qd, self.blocks[i])
+
+    def close(self) -> None:
+        """close - stop and reap the workers, close the pipes."""
+        for fd in self.fds:
+            if fd >= 0:
+                os.close(fd)
+        self.fds = [-1] * len(self.fds)
+        for pid in self.pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                os.waitpid(pid, 0)
+        self.pids = []
+
+
+async def _serve_parallel(writer: asyncio.StreamWriter, qd: QueueDir, items: list,
+                          counter: list[int]) -> None:
+    """_serve_parallel - stream a large listing encoded by forked workers."""
+    workers = _Workers(qd, items)
+    try:
+        for i in range(len(workers.blocks)):
+            data, count = await asyncio.to_thread(workers.block, i)
+            counter[0] += count
+            if data:
+                writer.write(data)
+                await writer.drain()
+    finally:
+        await asyncio.to_thread(workers.close)
 
 
 def main(argv: list[str] | None = None) -> int:
