@@ -184,3 +184,47 @@ def test_encode_text_path_still_checks_names_and_types():
     with pytest.raises(TypeError):
         encode({"ok": "x", "f": 1.5})
     assert encode({"status": 0, "queue_id": "Q1"}) == b"status=1:0,queue_id=2:Q1,\n"
+
+
+class _SlotReader:
+    """A reader that takes no attributes: its decoder lives in the weak map."""
+
+    __slots__ = ("parts", "__weakref__")
+
+    def __init__(self, parts):
+        self.parts = list(parts)
+
+    async def read(self, n):
+        return self.parts.pop(0) if self.parts else b""
+
+
+def test_read_attrs_keeps_read_ahead_on_any_reader():
+    async def main(reader):
+        a = await read_attrs(reader, timeout=60)
+        b = await read_attrs(reader, timeout=60)
+        with pytest.raises(EOFError):
+            await read_attrs(reader)
+        return a.get("n"), b.get("n")
+    wire = encode({"n": "1"}) + encode({"n": "2"})
+    assert asyncio.run(main(_SlotReader([wire[:5], wire[5:]]))) == ("1", "2")
+
+    async def stream():
+        sr = asyncio.StreamReader()
+        sr.feed_data(wire)
+        sr.feed_eof()
+        got = await main(sr)
+        return got, isinstance(getattr(sr, attr._DEC_ATTR), AttrDecoder)
+    assert asyncio.run(stream()) == (("1", "2"), True)
+
+
+def test_envelope_attrs_pairs():
+    from postel.ipc.cleanup_client import envelope_attrs
+    got = envelope_attrs("s@x", ["a@x", ("b@x", None, "SUCCESS,FAILURE"), ["c@x"], ("d@x", "rfc822;d@x", 4)],
+                         {"client_port": 25, "helo_name": None, "rcpt": "no", "flag": True, "t": 1.5,
+                          "raw": b"\xff"})
+    assert got == [("request", "envelope"), ("sender", "s@x"), ("client_port", 25), ("flag", True),
+                   ("t", "1.5"), ("raw", b"\xff"),
+                   ("rcpt", "a@x"), ("orcpt", ""), ("notify", 0),
+                   ("rcpt", "b@x"), ("orcpt", ""), ("notify", 6),
+                   ("rcpt", "c@x"), ("orcpt", ""), ("notify", 0),
+                   ("rcpt", "d@x"), ("orcpt", "rfc822;d@x"), ("notify", 4)]

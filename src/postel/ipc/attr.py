@@ -46,7 +46,7 @@ DESCRIPTION
     is lost, so the caller must close the connection.
 
     AttrDecoder is sans-IO (bytes in, lists out).  read_attrs() drives one
-    decoder per StreamReader (kept in a weak map), so bytes read ahead of one
+    decoder per StreamReader (kept on the reader), so bytes read ahead of one
     list are kept for the next call; once read_attrs() has been used on a
     stream, only read_attrs() may read from it.
 
@@ -558,6 +558,7 @@ class AttrDecoder:
 
 # ---------------------------------------------------------------- stream I/O
 
+_DEC_ATTR = "_postel_attr_decoder"
 _DECODERS: weakref.WeakKeyDictionary[asyncio.StreamReader, AttrDecoder] = \
     weakref.WeakKeyDictionary()
 _READ_SIZE = 64 * 1024
@@ -565,11 +566,20 @@ _MAX_READ = 4 * 1024 * 1024
 
 
 def _decoder_for(reader: asyncio.StreamReader, limits: Limits) -> AttrDecoder:
-    """_decoder_for - the decoder that owns this reader's read-ahead bytes."""
-    dec = _DECODERS.get(reader)
+    """_decoder_for - the decoder that owns this reader's read-ahead bytes.
+
+    It is kept on the reader itself (a StreamReader takes attributes), so
+    finding it is an attribute load instead of a WeakKeyDictionary look-up
+    (a Python-level call); readers that refuse attributes use the weak map.
+    """
+    dec = getattr(reader, _DEC_ATTR, None) or _DECODERS.get(reader)
     if dec is None:
-        dec = _DECODERS[reader] = AttrDecoder(limits)
-    else:
+        dec = AttrDecoder(limits)
+        try:
+            setattr(reader, _DEC_ATTR, dec)
+        except AttributeError:
+            _DECODERS[reader] = dec
+    elif limits is not dec.limits:
         dec.set_limits(limits)
     return dec
 
@@ -691,11 +701,9 @@ async def wait_coarse(aw: Awaitable, timeout: float | None):
 async def read_attrs(reader: asyncio.StreamReader, limits: Limits = DEFAULT_LIMITS,
                      timeout: float | None = None) -> AttrList:
     """read_attrs - read one attribute list from a stream, within timeout seconds."""
-    dec = _DECODERS.get(reader)
-    if dec is None:
-        dec = _DECODERS[reader] = AttrDecoder(limits)
-    elif limits is not dec.limits:
-        dec.set_limits(limits)
+    dec = getattr(reader, _DEC_ATTR, None)
+    if dec is None or limits is not dec.limits:
+        dec = _decoder_for(reader, limits)
     lst = dec.next_list()           # already buffered: no await, no timer
     if lst is not None:
         return lst

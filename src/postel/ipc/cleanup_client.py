@@ -132,18 +132,31 @@ def notify_mask(notify: int | str | None) -> int:
     return mask
 
 
+_RESERVED = frozenset(("request", "sender", "rcpt", "orcpt", "notify"))
+
+
 def envelope_attrs(sender: str, recipients: Iterable, attrs: dict | None) -> list:
     """envelope_attrs - the envelope request as (name, value) pairs."""
     pairs: list = [("request", "envelope"), ("sender", sender)]
+    append = pairs.append
     for name, value in (attrs or {}).items():
-        if value is None or name in ("request", "sender", "rcpt", "orcpt", "notify"):
+        if value is None or name in _RESERVED:
             continue
-        pairs.append((name, value if isinstance(value, (bytes, int)) else str(value)))
+        t = type(value)
+        if t is not str and t is not bytes and t is not int \
+                and not isinstance(value, (bytes, int)):
+            value = str(value)
+        append((name, value))
     for r in recipients:
-        if isinstance(r, str):
-            r = (r, "", 0)
-        rcpt, orcpt, notify = (tuple(r) + ("", 0))[:3]
-        pairs += [("rcpt", rcpt), ("orcpt", orcpt or ""), ("notify", notify_mask(notify))]
+        if type(r) is tuple and len(r) == 3:
+            rcpt, orcpt, notify = r
+        elif isinstance(r, str):
+            rcpt, orcpt, notify = r, "", 0
+        else:
+            rcpt, orcpt, notify = (tuple(r) + ("", 0))[:3]
+        append(("rcpt", rcpt))
+        append(("orcpt", orcpt or ""))
+        append(("notify", notify if type(notify) is int else notify_mask(notify)))
     return pairs
 
 
