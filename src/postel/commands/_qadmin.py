@@ -17,7 +17,6 @@ DESCRIPTION
 
 from __future__ import annotations
 
-import getopt
 import os
 import pwd
 import sys
@@ -59,6 +58,7 @@ def load(prog: str, config_dir: str | None):
 
 def options(argv: list[str], spec: str, usage: str) -> tuple[list[tuple[str, str]], list[str]]:
     """options - getopt(3)-style short options: (("c", value), ...), operands; Fatal(EX_USAGE)."""
+    import getopt  # here: it pulls in gettext, which postqueue -p never needs
     try:
         pairs, rest = getopt.getopt(argv, spec)
     except getopt.GetoptError as exc:

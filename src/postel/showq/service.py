@@ -59,7 +59,7 @@ from postel.queue.scan import entries_of, entry_wire, listing, scan_entries
 
 BATCH = 256               # messages per write
 REQUEST_TIMEOUT = 60.0    # seconds to wait for the client's request
-PARALLEL_MIN = 20000      # messages from which the queue is read by worker processes
+PARALLEL_MIN = 4000       # messages from which the queue is read by worker processes
 WORKERS = min(4, os.cpu_count() or 1)
 BLOCK = 512               # messages per worker block
 PIPE_SIZE = 1 << 20       # pipe buffer asked for (a worker may run this far ahead)
