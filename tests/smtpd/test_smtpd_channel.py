@@ -7,6 +7,7 @@ import socket
 from hypothesis import given
 from hypothesis import strategies as st
 
+from postel.protocol import esmtp
 from postel.protocol import replies as R
 from postel.smtpd import channel as channel_mod
 from postel.smtpd.channel import open_channel
@@ -139,3 +140,41 @@ def test_smtpd_networklist_bad_address():
     assert not nl.match("not-an-address")
     assert ip_of("not-an-address") is None
     assert nl.match("127.0.0.1") and nl.match("10.1.2.3") and not nl.match("10.2.0.1")
+
+
+# -- esmtp fast paths against the reference (character loop) versions --------
+
+def _split_bracketed_ref(rest):
+    in_quote = False
+    i = 1
+    while i < len(rest):
+        c = rest[i]
+        if c == "\\" and in_quote:
+            i += 2
+            continue
+        if c == '"':
+            in_quote = not in_quote
+        elif c == ">" and not in_quote:
+            return rest[1:i], rest[i + 1:]
+        i += 1
+    return None
+
+
+def _bad_chars_ref(address):
+    local, at, domain = address.rpartition("@")
+    rest = domain if at and esmtp._QUOTED.match(local) else address
+    return any(c in "<> " or ord(c) < 0x20 or ord(c) == 0x7F for c in rest)
+
+
+_PATHISH = st.text(alphabet=st.sampled_from('ab@.<> "\\\x00\x1f\x7f\x80é=-'), max_size=30)
+
+
+@given(_PATHISH)
+def test_smtpd_esmtp_split_bracketed_same_as_reference(text):
+    rest = "<" + text
+    assert esmtp._split_bracketed(rest) == _split_bracketed_ref(rest)
+
+
+@given(_PATHISH)
+def test_smtpd_esmtp_bad_chars_same_as_reference(text):
+    assert esmtp._bad_chars(text) == _bad_chars_ref(text)

@@ -162,9 +162,23 @@ def rewrite_addresses(value: str, fn: Callable[[str], str]) -> str:
     return "".join(pieces)
 
 
+# [whole second, time.tzname, text] of the last call (time.tzset() makes a new tzname)
+_last_date: list = [None, None, ""]
+
+
 def mail_date(when: float | None = None) -> str:
     """mail_date - RFC 5322 3.3 date-time, local zone, "(ZONE)" comment, as Postfix."""
     t = time.time() if when is None else when
+    sec = int(t) if t >= 0 else None    # the text only changes once a second
+    if sec is not None and _last_date[0] == sec and _last_date[1] is time.tzname:
+        return _last_date[2]
+    text = _mail_date(t)
+    _last_date[0], _last_date[1], _last_date[2] = sec, time.tzname, text
+    return text
+
+
+def _mail_date(t: float) -> str:
+    """_mail_date - mail_date without the one-second cache."""
     lt = time.localtime(t)
     offset = lt.tm_gmtoff // 60
     sign = "+" if offset >= 0 else "-"

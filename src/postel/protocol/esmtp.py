@@ -112,6 +112,9 @@ def is_mailbox(address: str) -> bool:
 
 def _split_bracketed(rest: str) -> tuple[str, str] | None:
     """split "<addr> params" at the closing bracket, honouring quotes."""
+    if '"' not in rest:             # the usual case: the first ">" closes
+        i = rest.find(">", 1)
+        return (rest[1:i], rest[i + 1:]) if i >= 0 else None
     in_quote = False
     i = 1
     while i < len(rest):
@@ -140,11 +143,17 @@ def _split_params(text: str) -> list[tuple[str, str | None]]:
     return params
 
 
+_BAD_CHAR = re.compile(r"[<> \x00-\x1f\x7f]")
+
+
 def _bad_chars(address: str) -> bool:
     """True when address has brackets, spaces or controls outside a quoted local part."""
-    local, at, domain = address.rpartition("@")
-    rest = domain if at and _QUOTED.match(local) else address
-    return any(c in "<> " or ord(c) < 0x20 or ord(c) == 0x7F for c in rest)
+    if '"' in address:
+        local, at, domain = address.rpartition("@")
+        rest = domain if at and _QUOTED.match(local) else address
+    else:
+        rest = address              # no quoted local part possible
+    return _BAD_CHAR.search(rest) is not None
 
 
 def parse_path(arg: str, keyword: str, *, strict: bool, syntax: Reply,

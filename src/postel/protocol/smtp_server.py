@@ -173,6 +173,10 @@ class State(enum.Enum):
     AUTH = "auth"          # SASL exchange in progress
     CLOSED = "closed"      # QUIT answered, or a disconnecting reply sent
 
+    # Members are singletons compared by identity: hash them by identity too
+    # (C speed; Enum's own __hash__ is Python code, run at every table look-up).
+    __hash__ = object.__hash__
+
 
 S = State
 _SESSION = {Rset: S.READY, Noop: S.READY, Vrfy: S.READY, Help: S.READY, Quit: S.CLOSED,
@@ -226,6 +230,10 @@ DEFAULT_SEQUENCE_ERROR = R.R503_REFUSED
 
 # Events that are answers to peer mistakes: valid in every command state.
 _MISTAKES = (BadSyntax, ProtocolError, UnknownCommand, NonSmtpCommand)
+_AUTH_EVENTS = (Auth, AuthResponse)
+_HELLO_EVENTS = (Helo, Ehlo)
+_RESET_EVENTS = (Rset, DataEnd)
+_NO_MOVES: dict = {}
 
 
 def _has_long_line(seg: bytes | bytearray, width: int) -> bool:
@@ -332,20 +340,22 @@ class SMTPServerConnection:
         if event is None:
             raise LocalProtocolError(f"no event to answer with {reply}")
         self._pending = None
-        if reply.code >= 400:
+        code = reply.code
+        positive = code < 400           # Reply.positive
+        if not positive:
             self.error_count += 1
-        if isinstance(event, RcptTo) and not reply.positive:
-            self.session.rcpt_rejected += 1
-        if reply.disconnects or close:
+            if isinstance(event, RcptTo):
+                self.session.rcpt_rejected += 1
+        if code in R.DISCONNECT_CODES or close:     # Reply.disconnects
             self.state = S.CLOSED
             return reply.to_bytes()
         if isinstance(event, _MISTAKES):
             return reply.to_bytes()
-        if isinstance(event, Auth | AuthResponse):
+        if isinstance(event, _AUTH_EVENTS):
             self._auth_reply(reply)
             return reply.to_bytes()
-        table = TRANSITIONS if reply.positive else NEGATIVE_TRANSITIONS
-        nxt = table.get(self.state, {}).get(type(event))
+        table = TRANSITIONS if positive else NEGATIVE_TRANSITIONS
+        nxt = table.get(self.state, _NO_MOVES).get(type(event))
         if nxt is not None:
             self._enter(event, nxt, reply)
         return reply.to_bytes()
@@ -384,15 +394,15 @@ class SMTPServerConnection:
     def _enter(self, event: Event, nxt: State, reply: Reply) -> None:
         """apply an accepted event's side effects and move to nxt."""
         s = self.session
-        if isinstance(event, Helo | Ehlo):
-            self._reset_transaction()
-            s.helo_name, s.esmtp = event.name, isinstance(event, Ehlo)
+        if isinstance(event, RcptTo):
+            s.rcpt_count += 1
         elif isinstance(event, MailFrom):
             self._reset_transaction()
             s.mail = event
-        elif isinstance(event, RcptTo):
-            s.rcpt_count += 1
-        elif isinstance(event, Rset | DataEnd):
+        elif isinstance(event, _HELLO_EVENTS):
+            self._reset_transaction()
+            s.helo_name, s.esmtp = event.name, isinstance(event, Ehlo)
+        elif isinstance(event, _RESET_EVENTS):
             self._reset_transaction()
         elif isinstance(event, Data):
             self._content = _Content(prev_crlf=self._last_line_crlf)

@@ -71,6 +71,7 @@ SEE ALSO
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import os
 import socket
@@ -348,6 +349,13 @@ def post_init(ctx: ServiceContext) -> None:
     ctx.state["smtpd"] = build_settings(ctx)
 
 
+@functools.lru_cache(maxsize=1024)
+def _is_loopback(addr: str) -> bool:
+    """_is_loopback - a loopback client address (cached)."""
+    ip = ip_of(addr)
+    return ip is not None and ip.is_loopback
+
+
 def _now() -> float:
     return time.time()
 
@@ -388,7 +396,10 @@ class Session:
         return f"{self.name}[{self.addr}]"
 
     def count(self, cmd: str, ok: bool) -> None:
-        c = self.counts.setdefault(cmd, [0, 0])
+        c = self.counts.get(cmd)
+        if c is None:
+            self.counts[cmd] = [1 if ok else 0, 1]
+            return
         c[1] += 1
         if ok:
             c[0] += 1
@@ -445,10 +456,9 @@ class Session:
 
     async def lookup_name(self) -> None:
         """lookup_name - the client's verified name, as Postfix's smtpd_peer."""
-        ip = ip_of(self.addr)
-        if ip is None:
+        if ip_of(self.addr) is None:
             return
-        if ip.is_loopback:
+        if _is_loopback(self.addr):
             self.name, self.name_status = "localhost", 2
         elif self.st.peername_lookup:
             try:
@@ -473,14 +483,18 @@ class Session:
             await self.chan.drain()
 
     async def loop(self) -> None:
-        conn = self.conn
+        conn, chan = self.conn, self.chan
         while True:
             ev = conn.next_event()
             if ev is NEED_DATA:
-                await self.flush()
+                if self.out:
+                    chan.write(bytes(self.out))
+                    self.out.clear()
+                    if chan.write_paused or chan.lost:
+                        await chan.drain()
                 try:
                     # smtpd_timeout per read: the channel's idle timer (channel.py).
-                    data = await self.chan.read()
+                    data = await chan.read()
                 except TimeoutError:
                     log.info("timeout after %s from %s", self.last_cmd, self.peer)
                     self.out += R.R421_TIMEOUT.format(host=self.st.myhostname).to_bytes()
@@ -495,16 +509,25 @@ class Session:
             if ev is CLOSED:
                 await self.flush()
                 return
-            if isinstance(ev, DataChunk):
-                if self.msg is not None:
-                    await self.msg.write(ev.data)
-                continue
-            if isinstance(ev, Bdat):
-                self.last_cmd = "BDAT"
-                if not self.data_started:
-                    await self.start_content()
-                continue
-            reply = await self.dispatch(ev)
+            handler = HANDLERS.get(type(ev))
+            if handler is None:
+                if isinstance(ev, DataChunk):
+                    if self.msg is not None:
+                        await self.msg.write(ev.data)
+                    continue
+                if isinstance(ev, Bdat):
+                    self.last_cmd = "BDAT"
+                    if not self.data_started:
+                        await self.start_content()
+                    continue
+                reply = getattr(ev, "reply", R.R502_NOT_IMPLEMENTED)
+            else:
+                try:
+                    reply = await handler(self, ev)
+                except (ConnectionError, asyncio.IncompleteReadError):
+                    raise
+                except Exception as exc:
+                    reply = await self.handler_failed(ev, exc)
             self.out += conn.send_reply(reply)
             if conn.state is State.CLOSED:
                 await self.flush()
@@ -519,26 +542,20 @@ class Session:
                 await self.flush()
                 await asyncio.sleep(self.st.error_sleep)
 
-    async def dispatch(self, ev) -> Reply:
-        handler = HANDLERS.get(type(ev))
-        if handler is None:
-            return getattr(ev, "reply", R.R502_NOT_IMPLEMENTED)
-        try:
-            return await handler(self, ev)
-        except (TableUnavailable, ServiceUnavailable) as exc:
+    async def handler_failed(self, ev, exc: Exception) -> Reply:
+        """handler_failed - the reply (and log line) for a handler's exception."""
+        if isinstance(exc, TableUnavailable | ServiceUnavailable):
             log.warning("%s: temporary lookup failure: %s", self.peer, exc)
             return R.R451_TEMP_LOOKUP
-        except (RestrictionConfigError, TableError) as exc:
+        if isinstance(exc, RestrictionConfigError | TableError):
             log.warning("%s: %s", self.peer, exc)
             return R.R451_CONFIG
-        except (ConnectionError, asyncio.IncompleteReadError):
-            raise
-        except Exception as exc:  # never a traceback for the client
-            log.warning("%s: %s while handling %s: %s", self.peer, type(exc).__name__,
-                        type(ev).__name__, exc)
-            if self.msg is not None:
-                await self.abort_message()
-            return R.R451_LOCAL_ERROR
+        # never a traceback for the client
+        log.warning("%s: %s while handling %s: %s", self.peer, type(exc).__name__,
+                    type(ev).__name__, exc)
+        if self.msg is not None:
+            await self.abort_message()
+        return R.R451_LOCAL_ERROR
 
     # -- the message stream to cleanup ---------------------------------------
 
