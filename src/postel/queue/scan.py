@@ -226,8 +226,28 @@ _BLOCK_RCPT = re.compile(r"^recipient=(.*)", re.M)
 _BLOCK_REASON = re.compile(r"^reason=(.*)", re.M)
 
 
+def _last_value(text: str, name: str) -> str | None:
+    """_last_value - the value of the last line "name=value" of text (None: no such line)."""
+    i = text.rfind("\n" + name)
+    if i >= 0:
+        start = i + 1 + len(name)
+    elif text.startswith(name):
+        start = len(name)
+    else:
+        return None
+    end = text.find("\n", start)
+    return text[start:] if end < 0 else text[start:end]
+
+
 def parse_defer_log(text: str) -> dict[str, str]:
     """parse_defer_log - recipient -> latest reason (the rules of report.read_defer_log)."""
+    blank = text.find("\n\n")
+    if blank < 0 or blank == len(text) - 2:
+        # One block (the usual log of a one-recipient message).
+        rcpt = _last_value(text, "recipient=")
+        if not rcpt:
+            return {}
+        return {rcpt: _last_value(text, "reason=") or ""}
     reasons: dict[str, str] = {}
     for block in text.split("\n\n"):
         if "recipient=" not in block:
@@ -249,8 +269,8 @@ def read_defer_log(path: str) -> dict[str, str]:
     except OSError:
         return report.read_defer_log(path)      # it logs the warning
     try:
-        data = os.read(fd, 65536)
-        if len(data) == 65536:
+        data = os.read(fd, 4096)
+        if len(data) == 4096:
             parts = [data]
             got = len(data)
             while got < DEFER_LOG_LIMIT:
