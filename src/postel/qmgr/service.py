@@ -83,9 +83,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from postel import log
@@ -103,7 +101,6 @@ from postel.qmgr.sched import Job, Msg, Scheduler, TransportParams
 from postel.queue import QueueDir, QueueFileCorrupt, QueueFileReader
 
 INCOMING_POLL = 1.0          # seconds between incoming scans without triggers
-UNLINK_THREADS = 4           # threads that remove finished queue files
 
 
 def _being_delivered(path: str) -> bool:
@@ -229,13 +226,6 @@ class Qmgr:
         # Files recover() moved back from active/: only these can still be in
         # the hands of an agent of a killed qmgr (see _being_delivered).
         self.recovered: set[str] = set()
-        # Removing a just-delivered (fsynced) file can wait milliseconds for
-        # the file system's journal: threads do it, the loop goes on.
-        self.unlinker: ThreadPoolExecutor | None = None
-        self._unlinked: list[tuple[str, bool, OSError | None]] = []
-        self._unlinked_lock = threading.Lock()
-        self._unlinked_wake = False
-        self._loop: asyncio.AbstractEventLoop | None = None
         # Top directories of the queues that are not hashed: a file's path is
         # then one concatenation (qids come from QueueDir scans, valid).
         self._tops = {q: self.qd.queue_path(q) + "/" for q in
@@ -528,41 +518,14 @@ class Qmgr:
         self._remove(qid)
 
     def _remove(self, qid: str) -> None:
-        """_remove - delete the queue file (in a thread) and its defer log; log "removed"."""
+        """_remove - delete the queue file and its defer log; log "removed"."""
         with contextlib.suppress(OSError):
             os.unlink(self._path("defer", qid))
-        if self.unlinker is None:
-            self._loop = asyncio.get_running_loop()
-            self.unlinker = ThreadPoolExecutor(UNLINK_THREADS, thread_name_prefix="qmgr-unlink")
-        self.unlinker.submit(self._unlink, qid)
-
-    def _unlink(self, qid: str) -> None:
-        """_unlink - (in an unlink thread) remove one file; the loop logs the results."""
         try:
             os.unlink(self._path("active", qid))
-            res = (qid, True, None)
         except FileNotFoundError:
-            res = (qid, False, None)
-        except OSError as exc:
-            res = (qid, False, exc)
-        with self._unlinked_lock:
-            self._unlinked.append(res)
-            if self._unlinked_wake:
-                return                  # the loop has been told already: one wake-up per batch
-            self._unlinked_wake = True
-        with contextlib.suppress(RuntimeError):       # the loop is gone (exit)
-            self._loop.call_soon_threadsafe(self._removed)
-
-    def _removed(self) -> None:
-        """_removed - log the removals the unlink threads have done."""
-        with self._unlinked_lock:
-            done, self._unlinked = self._unlinked, []
-            self._unlinked_wake = False
-        for qid, removed, exc in done:
-            if exc is not None:
-                log.warning("%s: cannot remove queue file: %s", qid, exc)
-            elif removed:
-                log.info("%s: removed", qid)
+            return
+        log.info("%s: removed", qid)
 
     def _clear_warn(self, qid: str) -> None:
         """_clear_warn - no second delay warning."""
