@@ -49,6 +49,10 @@ _ENHANCED = re.compile(r"([245]\.\d{1,3}\.\d{1,3})(?: |\Z)")
 # Hard limits against a misbehaving server.
 REPLY_LINE_LIMIT = 4096
 REPLY_LINES_LIMIT = 1000
+# One-line replies seen before ("250 2.0.0 Ok", "354 ..."): line -> (code,
+# enhanced, text), so that a repeated reply skips the regexes and decoding.
+_ONE_LINE: dict[bytes, tuple[int, str, str]] = {}
+_ONE_LINE_MAX = 256
 
 
 class ReplyError(Exception):
@@ -105,6 +109,10 @@ class ReplyParser:
 
     def _line(self, line: bytes) -> ServerReply | None:
         """one reply line; a ServerReply when it was the last one."""
+        if self._code is None:
+            known = _ONE_LINE.get(line)
+            if known is not None:
+                return ServerReply(known[0], known[1], [known[2]])
         if len(line) > REPLY_LINE_LIMIT:
             raise ReplyError("reply line too long")
         m = _LINE.match(line)
@@ -121,7 +129,10 @@ class ReplyParser:
             return None
         lines = [raw.decode("utf-8", "replace") for raw in self._lines]
         self._lines, self._code = [], None
-        return _make_reply(int(code), lines)
+        reply = _make_reply(int(code), lines)
+        if len(lines) == 1 and len(_ONE_LINE) < _ONE_LINE_MAX:
+            _ONE_LINE[line] = (reply.code, reply.enhanced, reply.lines[0])
+        return reply
 
 
 def _make_reply(code: int, lines: list[str]) -> ServerReply:
