@@ -69,7 +69,9 @@ def test_fast_scan_equals_full_reader(tmp_path_factory, data):
                     at = data.draw(st.integers(0, size - 1))
                     f.seek(at)
                     f.write(bytes([data.draw(st.integers(0, 255))]))
-    assert list(scan.scan_entries(qd)) == list(report.scan_entries(qd))
+    want = list(report.scan_entries(qd))
+    assert list(scan.scan_entries(qd)) == want
+    assert scan.wire_of(qd, scan.listing(qd)) == (b"".join(map(scan.entry_wire, want)), len(want))
 
 
 DEFER_LINES = st.sampled_from(["recipient=a", "recipient=b", "recipient=", "reason=one",

@@ -305,6 +305,39 @@ class _Scanner:
             return self.defer_top + path[len(top) - 1:]
         return self.qd.path("defer", qid)
 
+    def wire(self, queue_name: str, qid: str, path: str) -> tuple[bytes, int]:
+        """wire - (entry_wire(entry(...)), 1), or (b"", 0) if the file vanished or is corrupt.
+
+        The usual message (one pending recipient, not in maildrop) goes
+        from the file's bytes to the wire bytes without a QueueEntry."""
+        try:
+            fd = os.open(path, _RDONLY)
+        except OSError:
+            fd = -1
+        if fd >= 0:
+            try:
+                when, sender, forced, rcpts, size = _parse(os.read(fd, READ_SIZE), fd)
+            except Exception:   # _Slow, OSError, anything odd: the general path decides
+                rcpts = None
+            finally:
+                os.close(fd)
+            if rcpts is not None and len(rcpts) == 1 and not rcpts[0][1] \
+                    and queue_name != "maildrop":
+                addr = rcpts[0][0]
+                reasons = read_defer_log(self.defer_path(queue_name, qid, path))
+                reason = reasons.get(addr.decode("utf-8", "surrogateescape"), "") if reasons else ""
+                rb = reason.encode("utf-8", "surrogateescape")
+                t = b"%d" % int(when)
+                z = b"%d" % size
+                return (b"queue_name=%d:%s,queue_id=%d:%s,arrival_time=%d:%s,message_size=%d:%s,"
+                        b"forced_expire=1:%s,sender=%d:%s,recipient=%d:%s,reason=%d:%s,\n" % (
+                            len(queue_name), queue_name.encode(), len(qid), qid.encode(),
+                            len(t), t, len(z), z,
+                            b"1" if forced in (b"1", b"yes", b"true") else b"0",
+                            len(sender), sender, len(addr), addr, len(rb), rb), 1)
+        e = self.entry(queue_name, qid, path)
+        return (b"", 0) if e is None else (entry_wire(e), 1)
+
     def entry(self, queue_name: str, qid: str, path: str) -> QueueEntry | None:
         """entry - the listing of one queue file; None if it vanished or is corrupt."""
         try:
@@ -389,6 +422,19 @@ def entries_of(qd: QueueDir, items: Iterable[tuple[str, str, str]]) -> Iterator[
         e = entry(queue_name, qid, path)
         if e is not None:
             yield e
+
+
+def wire_of(qd: QueueDir, items: Iterable[tuple[str, str, str]]) -> tuple[bytes, int]:
+    """wire_of - the showq wire bytes of listing() items and the number of entries."""
+    wire = _Scanner(qd).wire
+    out = []
+    count = 0
+    for queue_name, qid, path in items:
+        data, n = wire(queue_name, qid, path)
+        if n:
+            out.append(data)
+            count += 1
+    return b"".join(out), count
 
 
 # ---------------------------------------------------------------- the wire

@@ -55,7 +55,7 @@ from postel.ipc.attr import AttrError, encode, read_attrs
 from postel.ipc.skeleton import ServiceContext, multi_server_main
 from postel.queue import QueueDir
 from postel.queue.report import QueueEntry
-from postel.queue.scan import entries_of, entry_wire, listing, scan_entries
+from postel.queue.scan import entries_of, entry_wire, listing, scan_entries, wire_of
 
 BATCH = 256               # messages per write
 REQUEST_TIMEOUT = 60.0    # seconds to wait for the client's request
@@ -119,8 +119,7 @@ async def serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
 
 def _encode_block(qd: QueueDir, items: list) -> tuple[bytes, int]:
     """_encode_block - the wire bytes and the number of entries of some listing items."""
-    out = [entry_wire(e) for e in entries_of(qd, items)]
-    return b"".join(out), len(out)
+    return wire_of(qd, items)
 
 
 def _worker(fd: int, qd: QueueDir, blocks: list[list]) -> None:
