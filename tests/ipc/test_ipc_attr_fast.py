@@ -176,6 +176,12 @@ def test_encode_fast_and_generic_paths_agree(pairs):
     assert encode(pairs) == wire
     assert encode(iter(pairs)) == wire               # an iterator is walked once only
     assert encode(dict(pairs)) == _reference_encode(dict(pairs).items())
+    grouped: dict = {}
+    for name, value in pairs:
+        grouped.setdefault(name, []).append(value)
+    flat = [(n, v) for n, vs in grouped.items() for v in vs]
+    assert encode(grouped) == encode({n: tuple(vs) for n, vs in grouped.items()}) \
+        == _reference_encode(flat)
 
 
 def test_encode_text_path_still_checks_names_and_types():

@@ -269,6 +269,16 @@ def _encode_text(pairs: Iterable) -> bytes | None:
                 return None
         elif t is int:
             value = str(value)
+        elif t is list or t is tuple:           # a repeated name
+            p = get(name) or _text_prefix(name)
+            for v in value:
+                tv = type(v)
+                if tv is int:
+                    v = str(v)
+                elif tv is not str or not v.isascii():
+                    return None
+                append(f"{p}{len(v)}:{v},")
+            continue
         else:
             return None
         append(f"{get(name) or _text_prefix(name)}{len(value)}:{value},")
