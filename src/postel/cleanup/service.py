@@ -226,7 +226,6 @@ class Job:
         self.writer = QueueFileWriter(svc.qd, "incoming", qid=self.qid,
                                       line_length_limit=svc.settings.line_length_limit,
                                       lazy=True)
-        svc.committer.precreate(self.writer)
 
     # ------------------------------------------------------------ failures
 
@@ -536,8 +535,8 @@ async def serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
                 if job is not None:
                     job.drop()
                 try:
-                    # No disk access here: the writer is lazy (a committer
-                    # thread creates the file meanwhile) and statvfs is cached.
+                    # No disk access here: the writer is lazy (the committer's
+                    # thread creates small files) and statvfs is cached.
                     job = Job(svc, parse_flags(req.get("flags")), new_qid())
                 except QueueFull as exc:
                     log.warning("%s", exc)

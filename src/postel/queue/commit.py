@@ -157,10 +157,6 @@ class Committer:
         self.batches = 0                 # statistics: batches synced
         self.files = 0                   # statistics: files committed
 
-    def precreate(self, writer: QueueFileWriter) -> None:
-        """precreate - start creating a lazy writer's file on the pool (see QueueFileWriter)."""
-        writer.precreate(self._pool)
-
     async def commit(self, writer: QueueFileWriter) -> str:
         """commit - return the final path once the file and its name are durable."""
         loop = asyncio.get_running_loop()

@@ -61,15 +61,12 @@ DESCRIPTION
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import functools
 import os
 import re
 import time
 import zlib
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Executor, Future
 
 from postel.queue import records as rec
 from postel.queue.envelope import Envelope, Extracted, Recipient
@@ -152,16 +149,6 @@ def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
         offset += n
 
 
-def _drop_created(path: str, pre: Future) -> None:
-    """_drop_created - remove a file that precreate() made for an aborted writer."""
-    if pre.cancelled() or pre.exception() is not None:
-        return
-    with contextlib.suppress(OSError):
-        os.close(pre.result())
-    with contextlib.suppress(OSError):
-        os.unlink(path)
-
-
 def _put(parts: list[bytes], rec_type: int, payload: bytes) -> int:
     """_put - append one encoded record to parts; returns its length."""
     n = len(payload)
@@ -208,50 +195,29 @@ class QueueFileWriter:
         self._rcpt_count = 0
         self._attr_count = 0
         self._pending = b""              # incomplete last line of write_content
-        self._pre: Future | None = None  # the file being created by precreate()
         self.message_size = 0
         if not lazy:
             self._open()
         self._buf += _SIZE_ZERO
         self._offset = len(_SIZE_ZERO)
 
-    def _create(self) -> int:
-        """_create - create the temporary file (and a missing hashed subdirectory); its fd."""
+    def _open(self) -> None:
+        """_open - create the temporary file (and a missing hashed subdirectory)."""
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         try:
-            fd = os.open(self.temp_path, flags, 0o600)
-        except FileNotFoundError:
-            self.qd.ensure_dir(self.queue_name, self.qid)
-            fd = os.open(self.temp_path, flags, 0o600)
-        try:
+            try:
+                self._fd = os.open(self.temp_path, flags, 0o600)
+            except FileNotFoundError:
+                self.qd.ensure_dir(self.queue_name, self.qid)
+                self._fd = os.open(self.temp_path, flags, 0o600)
             owner = self.qd.root_owner_fix(self.queue_name)
             if owner is not None:
-                os.fchown(fd, *owner)
-        except OSError:
-            os.close(fd)
-            raise
-        return fd
-
-    def _open(self) -> None:
-        """_open - create the temporary file, or take the one precreate() made."""
-        pre, self._pre = self._pre, None
-        try:
-            self._fd = pre.result() if pre is not None else self._create()
+                os.fchown(self._fd, *owner)
         except OSError as exc:
             self._state = _ABORTED
             if exc.errno in _SPACE_ERRNOS:
                 raise QueueFull(self.temp_path, exc.errno, f"create: {exc.strerror}") from exc
             raise
-
-    def precreate(self, executor: Executor) -> None:
-        """precreate - have executor's thread create the file of a lazy writer now.
-
-        The file system may make a creation wait (behind a journal commit):
-        started when the message starts, it is done by the time the message
-        is committed.  The writer's state does not change until the file is
-        needed; an error then is reported as by a creation at that time."""
-        if self._fd < 0 and self._pre is None and self._state == _NEW:
-            self._pre = executor.submit(self._create)
 
     # -- context manager: an exception aborts an uncommitted file -------------
 
@@ -544,7 +510,7 @@ class QueueFileWriter:
         self._meta(rec.REC_TYPE_END, b"")
         size = rec.format_size(self.message_size, self._content_offset, self._extracted_offset,
                                self._offset, self._rcpt_count, self._meta_crc, self._content_crc)
-        if self._offset == len(self._buf):
+        if self._fd < 0:
             # Nothing written yet (a lazy writer's small file): the final size
             # record goes in place in the buffer, and one write(2) does it all.
             self._buf[:rec.SIZE_RECORD_LEN] = rec.encode(rec.REC_TYPE_SIZE, size)
@@ -609,9 +575,6 @@ class QueueFileWriter:
         if self._state in (_DONE, _ABORTED):
             return
         self._state = _ABORTED
-        pre, self._pre = self._pre, None
-        if pre is not None and not pre.cancel():
-            pre.add_done_callback(functools.partial(_drop_created, self.temp_path))
         if self._fd >= 0:
             try:
                 os.close(self._fd)
