@@ -262,3 +262,24 @@ def test_agent_missing_queue_file(env):
     assert not called and dctx.status == ["deferred", "deferred"]
     assert dict(dctx.reply_attrs())["status"] == 4
     assert "queue file is missing" in logfile.read_text()
+
+
+def test_defer_log_appends_batched_without_fsync(env, monkeypatch):
+    """qmgr's own defers: appends unsynced, paths collected for one sync later."""
+    qd, path, cfg, _ = env
+    req = _request(qd, path)
+    dctx = DeliveryContext(req, qd, None, cfg)
+    dctx.unsynced_logs = []
+    fsyncs = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: fsyncs.append(fd) or real_fsync(fd))
+    for rcpt in req.recipients:
+        defer(dctx, rcpt, "none", "4.4.1", "delivery temporarily suspended: refused")
+    assert fsyncs == []
+    assert dctx.unsynced_logs == [qd.path("defer", req.queue_id)] * 2
+    assert [e["recipient"] for e in read_log(qd.path("defer", req.queue_id))] == \
+        ["b@example.com", "c@example.com"]
+    # the default is unchanged: one fsync per append
+    dctx2 = DeliveryContext(req, qd, None, cfg)
+    defer(dctx2, req.recipients[0], "none", "4.4.1", "again")
+    assert len(fsyncs) == 1

@@ -143,8 +143,9 @@ def _clean(value: object) -> str:
     return str(value).replace("\r", " ").replace("\n", " ")
 
 
-def append_log(path: str, entry: dict[str, object]) -> None:
-    """append_log - append one entry to a per-message log (O_APPEND, fsync)."""
+def append_log(path: str, entry: dict[str, object], sync: bool = True) -> None:
+    """append_log - append one entry to a per-message log (O_APPEND; fsync unless
+    sync is false, when the caller makes the file durable itself)."""
     lines = [f"{name}={_clean(entry.get(name, ''))}\n" for name in LOG_FIELDS]
     data = ("".join(lines) + "\n").encode("utf-8", "surrogateescape")
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -153,7 +154,8 @@ def append_log(path: str, entry: dict[str, object]) -> None:
         while view:
             n = os.write(fd, view)
             view = view[n:]
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     finally:
         os.close(fd)
 
@@ -201,6 +203,10 @@ class DeliveryContext:
                        _cfg_int(cfg, "delay_logging_resolution_limit", 2)]
         self.soft_bounce = last[1]
         self.resolution = last[2]
+        # None: each per-message log append is fsync-ed at once.  A list: the
+        # appends are not synced and their paths are collected here; the caller
+        # makes them durable together (qmgr's own defers: one syncfs per batch).
+        self.unsynced_logs: list[str] | None = None
 
     def mark_conn_start(self) -> None:
         """mark_conn_start - the connection set-up begins now (delays "c")."""
@@ -455,4 +461,9 @@ def _report_probe(dctx: DeliveryContext, rcpt: DeliverRcpt, action: str, dsn: st
 
 def _append(dctx: DeliveryContext, queue: str, entry: dict[str, object]) -> None:
     """_append - append entry to this message's log in queue."""
-    append_log(_log_path(dctx, queue), entry)
+    path = _log_path(dctx, queue)
+    if dctx.unsynced_logs is None:
+        append_log(path, entry)
+    else:
+        append_log(path, entry, sync=False)
+        dctx.unsynced_logs.append(path)

@@ -99,6 +99,7 @@ from postel.ipc.client import ServiceClient, ServiceUnavailable
 from postel.ipc.skeleton import ServiceContext, trigger_server_main
 from postel.qmgr.sched import Job, Msg, Scheduler, TransportParams
 from postel.queue import QueueDir, QueueFileCorrupt, QueueFileReader
+from postel.queue.commit import syncfs, syncfs_unavailable
 
 INCOMING_POLL = 1.0          # seconds between incoming scans without triggers
 
@@ -226,6 +227,7 @@ class Qmgr:
         # Files recover() moved back from active/: only these can still be in
         # the hands of an agent of a killed qmgr (see _being_delivered).
         self.recovered: set[str] = set()
+        self._fs_fd: int | None = None      # the queue file system, for syncfs(2)
         # Top directories of the queues that are not hashed: a file's path is
         # then one concatenation (qids come from QueueDir scans, valid).
         self._tops = {q: self.qd.queue_path(q) + "/" for q in
@@ -481,13 +483,45 @@ class Qmgr:
         self.wake.set()
 
     def write_defers(self) -> None:
-        """write_defers - log and record recipients the scheduler deferred itself."""
+        """write_defers - log and record recipients the scheduler deferred itself.
+
+        A dead destination defers every waiting message at once (a flush of a
+        big deferred queue: thousands).  Their defer log appends are written
+        without fsync and made durable together by one syncfs(2) (or an fsync
+        of each file where syncfs is missing) before any of these messages is
+        moved back to deferred/: one journal commit per batch instead of one
+        per message."""
+        unsynced: list[str] = []
         for d in self.sched.take_defers():
             data: MsgData = d.msg.data
             req = self._request(data, d.transport, d.nexthop, d.rcpts)
             dctx = DeliveryContext(req, self.qd, None, self.cfg)
+            dctx.unsynced_logs = unsynced
             for rcpt in d.rcpts:
                 defer(dctx, rcpt, "none", d.dsn, d.reason)
+        if unsynced:
+            self._sync_logs(unsynced)
+
+    def _sync_logs(self, paths: list[str]) -> None:
+        """_sync_logs - make the per-message logs just appended durable."""
+        if not syncfs_unavailable():
+            try:
+                if self._fs_fd is None:
+                    self._fs_fd = os.open(self.qd.queue_directory,
+                                          os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                syncfs(self._fs_fd)
+                return
+            except OSError as exc:
+                log.warning("syncfs %s: %s", self.qd.queue_directory, exc)
+        for path in dict.fromkeys(paths):
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                log.warning("fsync %s: %s", path, exc)
 
     # -- finished messages
 
