@@ -609,7 +609,7 @@ class Session:
             "helo_name": self.xforward.get("HELO", self.check.helo_name),
             "protocol": self.xforward.get("PROTO", self.protocol),
             "rewrite_context": self.rewrite_context(),
-            "arrival_time": str(int(_now())),
+            "arrival_time": f"{_now():.6f}",
         }
         if mp is not None:
             if mp.envid:
