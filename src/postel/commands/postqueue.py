@@ -60,10 +60,8 @@ from postel.commands._qadmin import (
     privileged,
     queue_dir,
 )
-from postel.ipc import flush_client
 from postel.ipc.attr import AttrError
 from postel.ipc.client import ServiceUnavailable, SyncConnection, service_path
-from postel.ipc.trigger import QMGR_FLUSH_QUEUE, TRIGGER_WAKEUP, send_trigger
 from postel.queue import qid_ok
 from postel.queue.report import QueueEntry, ShowqProtocolError, json_line
 from postel.queue.scan import MailqText, WireReader, scan_entries
@@ -212,6 +210,7 @@ def list_queue(cfg, json_mode: bool, out=None) -> int:
 
 def flush_queue(cfg) -> int:
     """flush_queue - postqueue -f: qmgr retries deferred mail, pickup looks."""
+    from postel.ipc.trigger import QMGR_FLUSH_QUEUE, TRIGGER_WAKEUP, send_trigger
     qd = queue_dir(cfg)
     if not send_trigger(qd.queue_directory, "public/qmgr", QMGR_FLUSH_QUEUE):
         raise Fatal(FLUSH_DOWN, EX_UNAVAILABLE)
@@ -221,6 +220,7 @@ def flush_queue(cfg) -> int:
 
 def _flush_status(status: int, what: str) -> int:
     """_flush_status - map a flush service status to an exit status."""
+    from postel.ipc import flush_client
     if status == flush_client.FLUSH_STAT_OK:
         return 0
     if status == flush_client.FLUSH_STAT_BAD:
@@ -234,6 +234,7 @@ def flush_site(cfg, site: str) -> int:
     """flush_site - postqueue -s site."""
     if not site or any(c.isspace() for c in site):
         raise Fatal(f"invalid request: \"{site}\"", EX_USAGE)
+    from postel.ipc import flush_client
     qd = queue_dir(cfg)
     return _flush_status(flush_client.flush_send_site(qd.queue_directory, site), site)
 
@@ -242,6 +243,7 @@ def flush_file(cfg, qid: str) -> int:
     """flush_file - postqueue -i queue_id."""
     if not qid_ok(qid):
         raise Fatal(f"invalid queue ID: \"{qid}\"", EX_USAGE)
+    from postel.ipc import flush_client
     qd = queue_dir(cfg)
     return _flush_status(flush_client.flush_send_file(qd.queue_directory, qid), qid)
 

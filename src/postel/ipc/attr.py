@@ -63,12 +63,17 @@ DIAGNOSTICS
 
 from __future__ import annotations
 
-import asyncio
 import re
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Union
+
+from postel import lazy_import
+
+# asyncio only when a coroutine runs: a command that merely decodes (postqueue)
+# does not pay its import.
+asyncio = lazy_import("asyncio", globals())
 
 __all__ = [
     "AttrError", "Limits", "DEFAULT_LIMITS", "AttrList", "AttrDecoder", "encode",

@@ -61,7 +61,6 @@ CONFIGURATION PARAMETERS
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import os
@@ -70,6 +69,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from postel import lazy_import
 from postel.ipc.attr import (
     DEFAULT_LIMITS,
     AttrDecoder,
@@ -79,6 +79,10 @@ from postel.ipc.attr import (
     encode,
     read_attrs,
 )
+
+# asyncio only for the async clients (daemons have it already); SyncConnection
+# users such as postqueue do not import it.
+asyncio = lazy_import("asyncio", globals())
 
 __all__ = [
     "ServiceUnavailable", "service_path", "connect_service", "ServiceClient",

@@ -17,9 +17,14 @@ DESCRIPTION
       file.py      QueueFileWriter, QueueFileReader, fault injection
       commit.py    Committer: group commit with an async API
       errors.py    QueueFileCorrupt, QueueFull
+
+    Committer is imported on first use (PEP 562 __getattr__): commit.py
+    pulls in asyncio and concurrent.futures, which a command such as
+    postqueue never needs.
 """
 
-from postel.queue.commit import Committer
+from typing import TYPE_CHECKING
+
 from postel.queue.envelope import Envelope, Extracted, Recipient
 from postel.queue.errors import QueueFileCorrupt, QueueFull
 from postel.queue.file import (
@@ -33,6 +38,19 @@ from postel.queue.qdir import MESSAGE_QUEUES, QUEUE_NAMES, QueueDir, quarantine
 from postel.queue.qid import new_qid, qid_hash, qid_ok, qid_time
 
 QueueFile = QueueFileReader
+
+if TYPE_CHECKING:
+    from postel.queue.commit import Committer
+
+
+def __getattr__(name: str):
+    """__getattr__ - Committer, imported when first asked for."""
+    if name == "Committer":
+        from postel.queue.commit import Committer
+        globals()["Committer"] = Committer
+        return Committer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Committer", "Envelope", "Extracted", "Recipient", "QueueFileCorrupt", "QueueFull",
