@@ -135,6 +135,12 @@ TriggerHandler = Callable[[bytes, "ServiceContext"], Awaitable[None]]
 Hook = Callable[["ServiceContext"], object]
 
 
+def _set_done(fut: asyncio.Future) -> None:
+    """_set_done - complete a readiness future once."""
+    if not fut.done():
+        fut.set_result(None)
+
+
 @dataclass(slots=True)
 class ServiceContext:
     """What a service handler knows about its process."""
@@ -516,16 +522,28 @@ class _Server:
     async def _accept_loop(self, sock: socket.socket, serve) -> None:
         """_accept_loop - accept while below the concurrency bound."""
         loop = asyncio.get_running_loop()
+        # socket.accept() converts family and type to enums for every
+        # connection; the listener's numbers are known once.
+        family, stype, proto = int(sock.family), int(sock.type), sock.proto
+        new_socket = socket.socket
+        if serve == self._client and self.takes_socket:
+            serve = self._client_sock
+        slot_free = self.slot_free
         while True:
-            await self.slot_free.wait()
+            if not slot_free.is_set():
+                await slot_free.wait()
             try:
-                conn, _addr = await loop.sock_accept(sock)
-            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                fd, _addr = sock._accept()
+            except (BlockingIOError, InterruptedError):
+                await self._readable(loop, sock)
+                continue
+            except ConnectionAbortedError:
                 continue
             except OSError as exc:
                 log.warning("accept: %s", exc.strerror or exc)
                 await asyncio.sleep(1)
                 continue
+            conn = new_socket(family, stype, proto, fileno=fd)
             self._begin()
             task = loop.create_task(serve(conn))
             self.tasks.add(task)
@@ -534,6 +552,30 @@ class _Server:
     def _task_done(self, task: asyncio.Task) -> None:
         self.tasks.discard(task)
         self._end()
+
+    @staticmethod
+    async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+        """_readable - wait until a listener has a connection to accept."""
+        fut = loop.create_future()
+        loop.add_reader(sock.fileno(), _set_done, fut)
+        try:
+            await fut
+        finally:
+            loop.remove_reader(sock.fileno())
+
+    async def _client_sock(self, conn: socket.socket) -> None:
+        """_client_sock - _client for a handler that owns the socket (one layer less)."""
+        try:
+            coro = self.handler(conn, self.ctx)
+            if coro is not None:
+                await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("%s: %s: %s", "client", type(exc).__name__, exc)
+            if self.ctx.verbose:
+                for line in traceback.format_exc().splitlines():
+                    log.warning("%s", line)
 
     async def _client(self, conn: socket.socket) -> None:
         """_client - run the handler for one connection, then close it."""
