@@ -32,6 +32,8 @@ import re
 from dataclasses import dataclass, field
 
 _ENHANCED = re.compile(r"[245]\.\d{1,3}\.\d{1,3}\Z")
+_new_reply = object.__new__
+_set = object.__setattr__
 
 # Replies after which the server closes the connection (RFC 5321 3.8, 4.2.2:
 # 221 after QUIT, 421 service shutting down; 521 per RFC 7504).
@@ -69,7 +71,13 @@ class Reply:
 
     def format(self, **fields: object) -> Reply:
         """fill in the template fields of the text."""
-        return Reply(self.code, self.enhanced, self.text.format(**fields))
+        # code and enhanced code are this (checked) reply's: no second check.
+        r = _new_reply(Reply)
+        _set(r, "code", self.code)
+        _set(r, "enhanced", self.enhanced)
+        _set(r, "text", self.text.format(**fields))
+        _set(r, "_wire", None)
+        return r
 
     def with_code(self, code: int) -> Reply:
         """the same reply with another code (for configurable reject codes)."""
@@ -92,6 +100,12 @@ class Reply:
 
     def _encode(self) -> bytes:
         """the wire form, built from code, enhanced code and text."""
+        text = self.text
+        if text and "\n" not in text and text[-1] != " ":
+            # one line, nothing to strip: the usual reply
+            if self.enhanced:
+                return f"{self.code} {self.enhanced} {text}\r\n".encode("utf-8")
+            return f"{self.code} {text}\r\n".encode("utf-8")
         out = []
         lines = self.lines()
         prefix = f"{self.enhanced} " if self.enhanced else ""

@@ -76,6 +76,7 @@ import ipaddress
 import os
 import socket
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 from postel import log
@@ -146,6 +147,10 @@ from postel.tables import TableError, TableUnavailable, open_table
 # Commands counted in the "disconnect from" line, in Postfix's order.
 COUNTED = ("helo", "ehlo", "starttls", "auth", "mail", "rcpt", "data", "bdat", "rset",
            "noop", "vrfy", "etrn", "quit", "xclient", "xforward", "unknown")
+# The position of each counted command in COUNTED; any other name ranks last.
+_COUNTED_RANK: defaultdict[str, int] = defaultdict(lambda: len(COUNTED),
+                                                   {cmd: i for i, cmd in enumerate(COUNTED)})
+_N_COUNTED = len(COUNTED)
 
 R451_TEMP_LOOKUP = Reply(451, "4.3.0", "<{name}>: Temporary lookup failure")
 R550_XCLIENT_DENIED = Reply(550, "5.7.0", "Error: insufficient authorization")
@@ -163,6 +168,7 @@ class Settings:
     timeout: float
     server_config: ServerConfig
     ehlo: Reply
+    helo: Reply
     hard_error_limit: int
     soft_error_limit: int
     error_sleep: float
@@ -230,6 +236,7 @@ def build_settings(ctx: ServiceContext) -> Settings:
         timeout=cfg.get_time("smtpd_timeout"),
         server_config=sc,
         ehlo=ehlo_reply(host, size_limit, enabled_keywords(sc), discard),
+        helo=R.R250_HELO.format(host=host),
         hard_error_limit=cfg.get_int("smtpd_hard_error_limit"),
         soft_error_limit=cfg.get_int("smtpd_soft_error_limit"),
         error_sleep=cfg.get_time("smtpd_error_sleep_time"),
@@ -407,9 +414,12 @@ class Session:
     def disconnect_line(self) -> str:
         parts = []
         good = total = 0
-        for cmd in COUNTED:
-            if cmd in self.counts:
-                ok, n = self.counts[cmd]
+        counts = self.counts
+        # The counted commands in COUNTED's order (a session uses a few of them).
+        rank = _COUNTED_RANK
+        for cmd in sorted(counts, key=rank.__getitem__):
+            if rank[cmd] < _N_COUNTED:
+                ok, n = counts[cmd]
                 parts.append(f"{cmd}={ok}" if ok == n else f"{cmd}={ok}/{n}")
                 good += ok
                 total += n
@@ -689,7 +699,7 @@ async def do_helo(s: Session, ev: Helo | Ehlo) -> Reply:
             return Reply(v.code, v.dsn, v.text)
     s.protocol = "ESMTP" if is_ehlo else "SMTP"
     s.count(cmd, True)
-    return s.st.ehlo if is_ehlo else R.R250_HELO.format(host=s.st.myhostname)
+    return s.st.ehlo if is_ehlo else s.st.helo
 
 
 def _free_space_ok(st: Settings, declared: int | None) -> bool:
