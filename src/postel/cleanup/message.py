@@ -103,6 +103,10 @@ _WORD = r"[!#-'*+\-./0-9=?A-Z^-~]+"
 _PHRASE = rf'(?:{_WORD}(?:[ \t]+{_WORD})*|"[ !#-\[\]-~]*")'
 _SIMPLE_ADDR_RE = re.compile(rf"[ \t]*(?:({_ADDR})|(?:{_PHRASE}[ \t]*)?<({_ADDR})>)[ \t]*\Z")
 
+# Primary headers without header checks go through _bulk_headers() (tests turn
+# this off to compare it with the per-line path).
+_BULK_HEADERS = True
+
 # Address rewriting callback: (address, header_class) -> rewritten address,
 # where header_class is "header_sender" or "header_recipient".
 Rewriter = Callable[[str, str], str]
@@ -209,6 +213,11 @@ class MessageState:
                 start = self._bulk_body(data, start)
                 if start >= n:
                     return
+            elif self._state == PRIMARY and not buf and not self._piece_open and \
+                    self._plain_headers():
+                start = self._bulk_headers(data, start)
+                if start >= n:
+                    return
             nl = data.find(b"\n", start)
             if nl < 0:
                 buf += data[start:]
@@ -237,6 +246,71 @@ class MessageState:
         """_plain_body - body lines need no work: no MIME boundaries, no body_checks."""
         return not self._stack and (not self.settings.body_checks or self.status[0] != 0
                                     or self._body_checked >= self.settings.body_checks_size_limit)
+
+    def _plain_headers(self) -> bool:
+        """_plain_headers - primary header lines need no checks (header_checks,
+        mime_header_checks) and may take the bulk path."""
+        settings = self.settings
+        return _BULK_HEADERS and not (settings.header_checks or settings.mime_header_checks)
+
+    def _bulk_headers(self, data: bytes, start: int) -> int:
+        """_bulk_headers - primary header lines from start, as _record() would handle
+        them, without its per-line calls; returns the offset of the first line left
+        to feed(): an incomplete line, the end of the header block, a line longer
+        than line_length_limit, or a header that would exceed header_size_limit."""
+        limit = self.settings.line_length_limit
+        hlimit = self.settings.header_size_limit
+        hdr = self._hdr
+        find = data.find
+        match = _HEADER_RE.match
+        while True:
+            nl = find(b"\n", start)
+            if nl < 0:
+                return start
+            end = nl - 1 if nl > start and data[nl - 1] == 13 else nl
+            if end - start > limit:
+                return start
+            first = data[start] if end > start else -1
+            if first == 32 or first == 9:             # folded (RFC 5322 2.2.3)
+                if not hdr or len(hdr) + 1 + end - start > hlimit:
+                    return start
+                hdr += b"\n"
+                hdr += data[start:end]
+            elif match(data, start, end) is not None and end - start <= hlimit:
+                if hdr:
+                    self._flush_plain()
+                hdr += data[start:end]
+            else:
+                return start
+            start = nl + 1
+
+    def _flush_plain(self) -> None:
+        """_flush_plain - _flush_header() for a primary header when no checks apply."""
+        raw = bytes(self._hdr)
+        lines = raw.split(b"\n")
+        if self._hdr_truncated or max(map(len, lines)) > self.settings.line_length_limit:
+            self._flush_header()         # begun on the per-line path: cut or truncated
+            return
+        self._hdr.clear()
+        text = raw.decode("utf-8", "surrogateescape")
+        head, _, value = text.partition(":")
+        name = head.strip().lower()
+        self._block.append((name, value.strip()))
+        new = self._primary_header(name, text)
+        if new is None:
+            return
+        if new != text:
+            self._emit_header(new)
+            return
+        # Unchanged: its lines are those of raw (the decode is lossless).
+        records = self.records
+        size_limit = self.settings.message_size_limit
+        for line in lines:
+            self.size += len(line) + 1
+            if self.size > size_limit:
+                self._fail(R_SIZE)
+            if self.status[0] == 0:
+                records.append((b"N", line))
 
     def _bulk_body(self, data: bytes, start: int) -> int:
         """_bulk_body - store all complete body lines from start at once; the next offset."""
