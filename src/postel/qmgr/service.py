@@ -100,6 +100,7 @@ from postel.ipc.skeleton import ServiceContext, trigger_server_main
 from postel.qmgr.sched import Job, Msg, Scheduler, TransportParams
 from postel.queue import QueueDir, QueueFileCorrupt, QueueFileReader
 from postel.queue.commit import syncfs, syncfs_unavailable
+from postel.queue.qid import qid_hash
 
 INCOMING_POLL = 1.0          # seconds between incoming scans without triggers
 
@@ -144,6 +145,50 @@ class MsgData:
     rcpts: list[DeliverRcpt] = field(default_factory=list)   # the slice in memory
     next_rcpt: int = 0              # index of the first recipient not read yet
     total_rcpts: int = 0            # recipient records in the queue file
+
+
+def _wake_expire(waiter: asyncio.Future) -> None:
+    """_wake_expire - the loop's sleep is over."""
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class _Wake:
+    """_Wake - the loop's wake-up flag (an Event whose timed wait needs no Task)."""
+
+    __slots__ = ("_set", "_waiter")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiter: asyncio.Future | None = None
+
+    def set(self) -> None:
+        """set - wake the loop now (or at its next wait)."""
+        self._set = True
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def clear(self) -> None:
+        """clear - forget earlier wake-ups."""
+        self._set = False
+
+    def is_set(self) -> bool:
+        """is_set - was set() called since clear()?"""
+        return self._set
+
+    async def wait(self, timeout: float) -> None:
+        """wait - until set() or timeout seconds have passed."""
+        if self._set:
+            return
+        loop = asyncio.get_running_loop()
+        w = self._waiter = loop.create_future()
+        timer = loop.call_later(timeout, _wake_expire, w)
+        try:
+            await w
+        finally:
+            timer.cancel()
+            self._waiter = None
 
 
 def _param(cfg, name: str, kind: str, default):
@@ -214,7 +259,7 @@ class Qmgr:
         self.active: dict[str, Msg] = {}
         self.agents: dict[str, ServiceClient] = {}
         self.rewrite = None
-        self.wake = asyncio.Event()
+        self.wake = _Wake()
         self.scan_incoming = True
         self.scan_deferred = True
         self.scan_all = False
@@ -233,11 +278,23 @@ class Qmgr:
         self._tops = {q: self.qd.queue_path(q) + "/" for q in
                       ("incoming", "active", "deferred", "bounce", "trace", "defer")
                       if self.qd.depth(q) == 0}
+        # The hashed ones (defer/ and deferred/ by default): top and depth.
+        self._htops = {q: (self.qd.queue_path(q) + "/", self.qd.depth(q)) for q in
+                       ("incoming", "active", "deferred", "bounce", "trace", "defer")
+                       if self.qd.depth(q) > 0}
+        # Messages whose defer log could not be removed at activation (not ENOENT).
+        self._defer_log_left: set[str] = set()
 
     def _path(self, queue: str, qid: str) -> str:
         """_path - the path of a queue file (QueueDir.path, precomputed where not hashed)."""
         top = self._tops.get(queue)
-        return self.qd.path(queue, qid) if top is None else top + qid
+        if top is not None:
+            return top + qid
+        hashed = self._htops.get(queue)
+        if hashed is None:
+            return self.qd.path(queue, qid)
+        # Same string as QueueDir.path (tests compare); ValueError on a bad qid.
+        return hashed[0] + "/".join(qid_hash(qid, hashed[1])) + "/" + qid
 
     def _move(self, qid: str, from_queue: str, to_queue: str) -> None:
         """_move - rename a queue file into another queue (QueueDir.move when that fails)."""
@@ -331,8 +388,12 @@ class Qmgr:
                            dfxp=dfxp)
             log.info("%s: from=<%s>, size=%d, nrcpt=%d (queue active)", qid, env.sender,
                      qf.message_size, len(qf.recipients))
-            with contextlib.suppress(OSError):
+            try:
                 os.unlink(self._path("defer", qid))      # a fresh attempt
+            except FileNotFoundError:
+                pass
+            except OSError:
+                self._defer_log_left.add(qid)           # finish() tries again
             msg = Msg(qid, data=data)
             self.active[qid] = msg
             await self._schedule_slice(msg, qf, now)
@@ -532,6 +593,10 @@ class Qmgr:
         if await self._more_recipients(msg, now):
             return
         self.active.pop(qid, None)
+        left = False
+        if self._defer_log_left:
+            left = qid in self._defer_log_left
+            self._defer_log_left.discard(qid)
         if msg.deferred:
             life = self.bounce_life if data.sender == "" else self.max_life
             if now - data.arrival > life:
@@ -549,12 +614,15 @@ class Qmgr:
             return
         if os.path.exists(self._path("trace", qid)):
             await self._bounce_call("trace_flush", data)
-        self._remove(qid)
+        # No recipient was deferred since activation removed the defer log, so
+        # there is none (unless that removal failed): one unlink per message.
+        self._remove(qid, defer_log=left)
 
-    def _remove(self, qid: str) -> None:
+    def _remove(self, qid: str, defer_log: bool = True) -> None:
         """_remove - delete the queue file and its defer log; log "removed"."""
-        with contextlib.suppress(OSError):
-            os.unlink(self._path("defer", qid))
+        if defer_log:
+            with contextlib.suppress(OSError):
+                os.unlink(self._path("defer", qid))
         try:
             os.unlink(self._path("active", qid))
         except FileNotFoundError:
@@ -633,8 +701,7 @@ class Qmgr:
             if ev is not None:
                 wait = min(wait, ev - time.time())
             if wait > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), wait)
+                await self.wake.wait(wait)
 
 
 def _start(ctx: ServiceContext) -> Qmgr:
