@@ -127,13 +127,102 @@ def _errtext(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+class _ClientProtocol(asyncio.Protocol):
+    """_ClientProtocol - the connection without StreamReader/StreamWriter: replies parsed on arrival."""
+
+    __slots__ = ("transport", "parser", "replies", "error", "eof", "waiter", "paused",
+                 "drain_waiter", "lost")
+
+    def __init__(self, parser: ReplyParser, replies: deque):
+        self.transport: asyncio.Transport | None = None
+        self.parser = parser
+        self.replies = replies
+        self.error: BaseException | None = None    # the parser's, raised by read_reply
+        self.eof = False
+        self.waiter: asyncio.Future | None = None  # read_reply waiting for data
+        self.paused = False                        # over the write buffer's high water
+        self.drain_waiter: asyncio.Future | None = None
+        self.lost = False
+
+    def connection_made(self, transport) -> None:
+        """connection_made - keep the transport."""
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        """data_received - parse complete replies at once (PIPELINING keeps them in order)."""
+        if self.error is None:
+            try:
+                self.replies.extend(self.parser.feed(data))
+            except Exception as exc:        # noqa: BLE001 - raised again by read_reply
+                self.error = exc
+        self._wake()
+
+    def eof_received(self) -> bool:
+        """eof_received - the server closed its side (as StreamReaderProtocol: keep ours open)."""
+        self.eof = True
+        self._wake()
+        return True
+
+    def connection_lost(self, exc) -> None:
+        """connection_lost - wake whoever waits."""
+        self.eof = self.lost = True
+        self._wake()
+        self.paused = False
+        self._wake_drain()
+
+    def pause_writing(self) -> None:
+        """pause_writing - the transport's buffer is over its high-water mark."""
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        """resume_writing - below the low-water mark again."""
+        self.paused = False
+        self._wake_drain()
+
+    def _wake(self) -> None:
+        """_wake - end read_reply's wait."""
+        w = self.waiter
+        if w is not None:
+            self.waiter = None
+            if not w.done():
+                w.set_result(None)
+
+    def _wake_drain(self) -> None:
+        """_wake_drain - end send's wait for the buffer to drain."""
+        w = self.drain_waiter
+        if w is not None:
+            self.drain_waiter = None
+            if not w.done():
+                w.set_result(None)
+
+
+def _expire(waiter: asyncio.Future) -> None:
+    """_expire - a wait's deadline passed."""
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
+async def _wait(proto: _ClientProtocol, attr: str, deadline: float | None) -> None:
+    """_wait - until the protocol wakes proto.<attr> or the deadline (TimeoutError)."""
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
+    setattr(proto, attr, waiter)
+    if deadline is None:
+        await waiter
+        return
+    timer = loop.call_at(deadline, _expire, waiter)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+
+
 @dataclass(slots=True)
 class Session:
     """Session - an open connection to one server, past the greeting."""
 
     server: Server
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
+    proto: _ClientProtocol
     lmtp: bool = False
     features: dict[str, str] = field(default_factory=dict)
     esmtp: bool = True
@@ -141,8 +230,6 @@ class Session:
     uses: int = 0
     need_rset: bool = False
     broken: bool = False
-    _parser: ReplyParser = field(default_factory=ReplyParser)
-    _replies: deque = field(default_factory=deque)
 
     # -- errors -------------------------------------------------------------------
 
@@ -176,15 +263,21 @@ class Session:
 
     async def send(self, data: bytes, stage: str, timeout: float | None) -> None:
         """send - write data and wait until it is on its way."""
-        writer = self.writer
-        if writer.is_closing():
+        proto = self.proto
+        transport = proto.transport
+        if transport.is_closing() or proto.lost:
             raise self.lost(stage)
         try:
-            writer.write(data)
+            transport.write(data)
             # The usual case: the kernel took it all, nothing to wait for
             # (a lost connection shows at the next read or send).
-            if writer.transport.get_write_buffer_size():
-                await asyncio.wait_for(writer.drain(), timeout)
+            if proto.paused:
+                deadline = None if timeout is None else \
+                    asyncio.get_running_loop().time() + timeout
+                while proto.paused and not proto.lost:
+                    await _wait(proto, "drain_waiter", deadline)
+                if proto.lost:
+                    raise ConnectionResetError("Connection lost")
         except TimeoutError:
             raise self.timed_out(stage) from None
         except (ConnectionError, OSError):
@@ -192,45 +285,44 @@ class Session:
 
     async def read_reply(self, timeout: float | None, stage: str) -> ServerReply:
         """read_reply - the next complete reply from the server."""
-        if self._replies:
-            reply = self._replies.popleft()
-            if reply.code == 421:      # RFC 5321 3.8: the server is closing
-                self.broken = True
-            return reply
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        while not self._replies:
-            try:
-                # One timer for the whole wait, no Task per read (wait_for).
-                async with asyncio.timeout_at(deadline):
-                    data = await self.reader.read(READ_SIZE)
-            except TimeoutError:
-                raise self.timed_out(stage) from None
-            except (ConnectionError, OSError):
-                raise self.lost(stage) from None
-            if not data:
-                raise self.lost(stage)
-            try:
-                self._replies.extend(self._parser.feed(data))
-            except ReplyError as exc:
-                raise self.malformed(stage, str(exc)) from None
-        reply = self._replies.popleft()
+        proto = self.proto
+        replies = proto.replies
+        if not replies:
+            deadline = None if timeout is None else \
+                asyncio.get_running_loop().time() + timeout
+            while not replies:
+                if proto.error is not None:
+                    if isinstance(proto.error, ReplyError):
+                        raise self.malformed(stage, str(proto.error))
+                    raise proto.error
+                if proto.eof:
+                    raise self.lost(stage)
+                try:
+                    # One timer for the whole wait, no Task per read.
+                    await _wait(proto, "waiter", deadline)
+                except TimeoutError:
+                    raise self.timed_out(stage) from None
+        reply = replies.popleft()
         if reply.code == 421:          # RFC 5321 3.8: the server is closing
             self.broken = True
         return reply
 
     def alive(self) -> bool:
         """alive - True when the cached connection still looks usable."""
-        return not (self.broken or self.writer.is_closing() or self.reader.at_eof()
-                    or self._replies)
+        proto = self.proto
+        return not (self.broken or proto.transport.is_closing() or proto.eof
+                    or proto.replies or proto.error is not None)
 
     async def quit(self, timeout: float | None = 5.0) -> None:
         """quit - say QUIT (reply awaited briefly) and close."""
-        if not self.broken and not self.writer.is_closing():
+        proto = self.proto
+        if not self.broken and not proto.transport.is_closing():
             try:
-                self.writer.write(QUIT_COMMAND)
-                await asyncio.wait_for(self.writer.drain(), timeout)
-                await asyncio.wait_for(self.reader.read(READ_SIZE), timeout)
+                proto.transport.write(QUIT_COMMAND)
+                if not (proto.eof or proto.replies or proto.error is not None):
+                    deadline = None if timeout is None else \
+                        asyncio.get_running_loop().time() + timeout
+                    await _wait(proto, "waiter", deadline)
             except (TimeoutError, ConnectionError, OSError):
                 pass
         self.close()
@@ -239,19 +331,22 @@ class Session:
         """close - drop the connection."""
         self.broken = True
         try:
-            self.writer.close()
+            self.proto.transport.close()
         except (ConnectionError, OSError, RuntimeError):
             pass
 
 
-async def _connect(server: Server, timeout: float | None):
-    """_connect - a stream pair, or SessionError "connect to ...: reason"."""
+async def _connect(server: Server, timeout: float | None) -> _ClientProtocol:
+    """_connect - a connected protocol, or SessionError "connect to ...: reason"."""
+    proto = _ClientProtocol(ReplyParser(), deque())
+    loop = asyncio.get_running_loop()
     try:
         if server.kind == "unix":
-            coro = asyncio.open_unix_connection(server.addr)
+            coro = loop.create_unix_connection(lambda: proto, server.addr)
         else:
-            coro = asyncio.open_connection(server.addr, server.port)
-        return await asyncio.wait_for(coro, timeout)
+            coro = loop.create_connection(lambda: proto, server.addr, server.port)
+        await asyncio.wait_for(coro, timeout)
+        return proto
     except (OSError, TimeoutError) as exc:
         where = server.namaddr if server.kind == "unix" else server.namaddrport
         dsn = "4.4.1"
@@ -264,8 +359,8 @@ async def _connect(server: Server, timeout: float | None):
 async def open_session(server: Server, helo_name: str, timeouts: Timeouts, *,
                        lmtp: bool = False, skip_5xx_greeting: bool = True) -> Session:
     """open_session - connect, read the greeting, say EHLO/LHLO (or HELO)."""
-    reader, writer = await _connect(server, timeouts.connect)
-    sess = Session(server, reader, writer, lmtp)
+    proto = await _connect(server, timeouts.connect)
+    sess = Session(server, proto, lmtp)
     try:
         greeting = await sess.read_reply(timeouts.helo, ST_GREETING)
         if greeting.code != 220:
