@@ -218,6 +218,43 @@ def received_header(*, helo: str, name: str, addr: str, myhostname: str, qid: st
     return "\n".join(lines)
 
 
+_QUOTED_MAX = 1024
+_quoted: dict[str, str] = {}     # quote_local() results of recent recipients
+
+
+def _quote_cached(addr: str) -> str:
+    """_quote_cached - quote_local() of addr, remembered (bounded)."""
+    q = _quoted.get(addr)
+    if q is None:
+        if len(_quoted) >= _QUOTED_MAX:
+            _quoted.clear()
+        q = _quoted[addr] = quote_local(addr)
+    return q
+
+
+def received_header_wire(*, helo: str, name: str, addr: str, myhostname: str, qid: str,
+                         rcpts: list[str], protocol: str = "ESMTP", now: float | None = None,
+                         mail_name: str = MAIL_NAME) -> bytes:
+    """received_header_wire - received_header() (now, no TLS) as CRLF-terminated wire bytes."""
+    name = name or "unknown"
+    date = mail_date(now)
+    if len(rcpts) == 1:
+        text = (f"Received: from {helo or name} ({name} [{addr}])\r\n"
+                f"\tby {myhostname} ({mail_name}) with {protocol} id {qid}\r\n"
+                f"\tfor <{_quote_cached(rcpts[0])}>; {date}\r\n")
+    else:
+        text = (f"Received: from {helo or name} ({name} [{addr}])\r\n"
+                f"\tby {myhostname} ({mail_name}) with {protocol} id {qid};\r\n"
+                f"\t{date}\r\n")
+    if text.count("\n") != 3:
+        # an LF inside a field: the general path's exact bytes
+        hdr = received_header(helo=helo, name=name, addr=addr, myhostname=myhostname,
+                              qid=qid, rcpts=rcpts, protocol=protocol, now=now,
+                              mail_name=mail_name)
+        return hdr.replace("\n", "\r\n").encode("utf-8", "surrogateescape") + b"\r\n"
+    return text.encode("utf-8", "surrogateescape")
+
+
 def local_received_header(*, myhostname: str, qid: str, uid: int, now: float | None = None,
                           mail_name: str = MAIL_NAME) -> str:
     """local_received_header - Received: for a local submission (pickup)."""

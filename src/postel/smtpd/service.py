@@ -86,7 +86,7 @@ from postel.ipc.client import ServiceUnavailable
 from postel.ipc.rewrite_client import RewriteClient
 from postel.ipc.skeleton import ServiceContext, multi_server_main
 from postel.mail import resolve_types as rs
-from postel.mail.headers import received_header
+from postel.mail.headers import received_header_wire
 from postel.protocol import replies as R
 from postel.protocol.events import (
     CLOSED,
@@ -612,15 +612,27 @@ class Session:
         if msg is None:
             return
         mp = self.mail_event.params if self.mail_event else None
-        attrs = {
-            "client_name": self.xforward.get("NAME", self.name),
-            "client_address": self.xforward.get("ADDR", self.addr),
-            "client_port": self.xforward.get("PORT", str(self.port)),
-            "helo_name": self.xforward.get("HELO", self.check.helo_name),
-            "protocol": self.xforward.get("PROTO", self.protocol),
-            "rewrite_context": self.rewrite_context(),
-            "arrival_time": f"{_now():.6f}",
-        }
+        xf = self.xforward
+        if xf:
+            attrs = {
+                "client_name": xf.get("NAME", self.name),
+                "client_address": xf.get("ADDR", self.addr),
+                "client_port": xf.get("PORT", str(self.port)),
+                "helo_name": xf.get("HELO", self.check.helo_name),
+                "protocol": xf.get("PROTO", self.protocol),
+                "rewrite_context": self.rewrite_context(),
+                "arrival_time": f"{_now():.6f}",
+            }
+        else:
+            attrs = {
+                "client_name": self.name,
+                "client_address": self.addr,
+                "client_port": str(self.port),
+                "helo_name": self.check.helo_name,
+                "protocol": self.protocol,
+                "rewrite_context": self.rewrite_context(),
+                "arrival_time": f"{_now():.6f}",
+            }
         if mp is not None:
             if mp.envid:
                 attrs["dsn_envid"] = mp.envid
@@ -631,11 +643,10 @@ class Session:
             if mp.smtputf8:
                 attrs["smtputf8"] = "1"
         await msg.envelope(self.sender or "", self.msg_rcpts, attrs)
-        hdr = received_header(helo=self.check.helo_name or self.name, name=self.name,
-                              addr=self.addr, myhostname=self.st.myhostname,
-                              qid=msg.queue_id, rcpts=[r[0] for r in self.msg_rcpts],
-                              protocol=self.protocol)
-        await msg.write(hdr.replace("\n", "\r\n").encode("utf-8", "surrogateescape") + b"\r\n")
+        await msg.write(received_header_wire(
+            helo=self.check.helo_name or self.name, name=self.name, addr=self.addr,
+            myhostname=self.st.myhostname, qid=msg.queue_id,
+            rcpts=[r[0] for r in self.msg_rcpts], protocol=self.protocol))
 
     async def finish_message(self, ev: DataEnd) -> Reply:
         """finish_message - the end of DATA or BDAT LAST."""
