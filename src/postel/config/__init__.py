@@ -44,12 +44,16 @@ from __future__ import annotations
 import os
 import re
 
-from postel.config.defaults import computed_default
+from postel.config import params as _params
 from postel.config.errors import ConfigError
 from postel.config.expand import ExpandError, expand
-from postel.config.master import MasterEntry, parse_master_cf
-from postel.config.params import BOOL, COMPUTED, INT, PARAMS, SIZE, TIME, Param, lookup_param
+from postel.config.params import BOOL, COMPUTED, INT, SIZE, TIME, Param, lookup_param
 from postel.config.parser import parse_main_cf, split_list
+
+TYPE_CHECKING = False      # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from postel.config.master import MasterEntry
+    from postel.config.params import PARAMS
 
 __all__ = ["load_config", "Config", "ConfigError", "MasterEntry", "DEFAULT_CONFIG_DIR",
            "PARAMS", "Param", "lookup_param"]
@@ -58,6 +62,22 @@ DEFAULT_CONFIG_DIR = "/etc/postel"
 
 _TIME_RE = re.compile(r"^(\d+)([smhdw]?)$", re.IGNORECASE)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def __getattr__(name: str):
+    """__getattr__ - MasterEntry and PARAMS, imported or built when first asked for (PEP 562).
+
+    A command that reads a few parameters (postqueue, sendmail) needs
+    neither master.cf's parser nor the whole parameter table."""
+    if name == "MasterEntry":
+        from postel.config.master import MasterEntry
+        value = MasterEntry
+    elif name == "PARAMS":
+        value = _params.PARAMS
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
 def resolve_config_dir(config_dir: str | None = None) -> str:
@@ -126,6 +146,7 @@ class Config:
         if name == "config_directory":
             return self.config_directory
         if name in COMPUTED:
+            from postel.config.defaults import computed_default
             return computed_default(name, self.get)
         p = lookup_param(name)
         return None if p is None else p.default
@@ -239,6 +260,7 @@ class Config:
     def master_entries(self) -> list[MasterEntry]:
         """master_entries - the entries of master.cf (parsed once)."""
         if self._master is None:
+            from postel.config.master import parse_master_cf
             try:
                 with open(self.master_cf, encoding="utf-8", errors="surrogateescape") as f:
                     text = f.read()
@@ -256,7 +278,7 @@ class Config:
 
     def names(self) -> list[str]:
         """names - every declared or explicitly set parameter, sorted."""
-        return sorted(set(PARAMS) | set(self.explicit))
+        return sorted(set(_params.PARAMS) | set(self.explicit))
 
     def validate(self) -> list[ConfigError]:
         """validate - check every explicitly set parameter against its declared kind.

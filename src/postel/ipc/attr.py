@@ -67,7 +67,6 @@ import re
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Union
 
 from postel import lazy_import
 
@@ -82,8 +81,8 @@ __all__ = [
 ]
 
 # Value types encode() accepts.  bool is written as 1/0.
-Value = Union[str, bytes, bytearray, memoryview, int]
-Attrs = Union[dict, list, tuple, "AttrList"]
+Value = str | bytes | bytearray | memoryview | int
+# Attrs (what encode() takes: dict, list, tuple or AttrList) follows AttrList.
 
 CHUNK_SIZE = 64 * 1024          # largest "data" value write_chunks() sends
 _LF = 0x0A
@@ -232,6 +231,10 @@ def _value_bytes(name: str, value: object) -> bytes:
     if isinstance(value, int):
         return b"%d" % int(value)
     raise TypeError(f"attribute {name}: cannot encode value of type {t.__name__}")
+
+
+# What encode() and write_attrs() take (PEP 604 union: no typing import at start-up).
+Attrs = dict | list | tuple | AttrList
 
 
 def _pairs(attrs: Attrs) -> Iterable:

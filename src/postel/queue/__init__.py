@@ -23,8 +23,6 @@ DESCRIPTION
     postqueue never needs.
 """
 
-from typing import TYPE_CHECKING
-
 from postel.queue.envelope import Envelope, Extracted, Recipient
 from postel.queue.errors import QueueFileCorrupt, QueueFull
 from postel.queue.file import (
@@ -39,6 +37,7 @@ from postel.queue.qid import new_qid, qid_hash, qid_ok, qid_time
 
 QueueFile = QueueFileReader
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from postel.queue.commit import Committer
 
