@@ -135,6 +135,24 @@ TriggerHandler = Callable[[bytes, "ServiceContext"], Awaitable[None]]
 Hook = Callable[["ServiceContext"], object]
 
 
+_SOCKET_CLASSES: dict[tuple[int, int], type[socket.socket]] = {}
+
+
+def _socket_class(family: socket.AddressFamily, stype: socket.SocketKind) -> type[socket.socket]:
+    """_socket_class - socket.socket with constant family and type attributes.
+
+    socket.socket's family and type properties convert the numbers to enums
+    on every access (the event loop reads them when it adopts an accepted
+    connection); an accepted socket's family and type are its listener's.
+    """
+    key = (int(family), int(stype))
+    cls = _SOCKET_CLASSES.get(key)
+    if cls is None:
+        cls = _SOCKET_CLASSES[key] = type("AcceptedSocket", (socket.socket,),
+                                          {"__slots__": (), "family": family, "type": stype})
+    return cls
+
+
 def _set_done(fut: asyncio.Future) -> None:
     """_set_done - complete a readiness future once."""
     if not fut.done():
@@ -525,7 +543,7 @@ class _Server:
         # socket.accept() converts family and type to enums for every
         # connection; the listener's numbers are known once.
         family, stype, proto = int(sock.family), int(sock.type), sock.proto
-        new_socket = socket.socket
+        new_socket = _socket_class(sock.family, sock.type)
         if serve == self._client and self.takes_socket:
             serve = self._client_sock
         slot_free = self.slot_free
