@@ -71,12 +71,8 @@ import grp
 import os
 import signal
 import stat
-import subprocess
 import sys
-import sysconfig
-import tempfile
 from collections.abc import Iterable
-from typing import BinaryIO
 
 from postel.commands._qadmin import (
     EX_TEMPFAIL,
@@ -91,6 +87,10 @@ from postel.commands._qadmin import (
 from postel.queue import Envelope, QueueDir, QueueFileCorrupt, QueueFileReader, QueueFileWriter
 from postel.queue.file import fsync_dir
 from postel.queue.qid import new_qid
+
+TYPE_CHECKING = False      # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 PROG = "postdrop"
 EX_DATAERR = 65
@@ -445,6 +445,7 @@ def package_parent() -> str:
 
 def _trusted_code(python: str, parent: str) -> list[str]:
     """_trusted_code - what the setgid front end will run: interpreter and package."""
+    import sysconfig
     package = os.path.join(parent, "postel")
     paths = [python, os.path.realpath(python), parent, package]
     if python == sys.executable:
@@ -458,6 +459,8 @@ def _trusted_code(python: str, parent: str) -> list[str]:
 def build_setgid_wrapper(path: str, config_dir: str, group: str,
                          python: str | None = None) -> None:
     """build_setgid_wrapper - compile the front end at path, root:group mode 2755."""
+    import subprocess
+    import tempfile
     if os.geteuid() != 0:
         raise WrapperError("only root can install a set-group-ID postdrop")
     gid = _group_id(group)

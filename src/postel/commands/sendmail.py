@@ -77,14 +77,9 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
-import shutil
-import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from email.utils import getaddresses
-from typing import BinaryIO
 
 from postel import log
 from postel.commands._qadmin import (
@@ -111,6 +106,11 @@ from postel.commands.postdrop import (
 )
 from postel.queue import Envelope, QueueDir, QueueFileWriter, Recipient
 from postel.queue.records import DSN_RET_FULL, DSN_RET_HDRS
+
+TYPE_CHECKING = False      # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    import tempfile
+    from typing import BinaryIO
 
 PROG = "sendmail"
 EX_OSERR = 71
@@ -293,6 +293,7 @@ def default_full_name(uid: int | None = None) -> str:
 
 def split_recipients(args: list[str]) -> list[str]:
     """split_recipients - command-line arguments into addresses (commas separate)."""
+    from email.utils import getaddresses  # here: urllib, email.charset, ... at start-up otherwise
     out: list[str] = []
     for arg in args:
         for _name, addr in getaddresses([arg]):
@@ -348,6 +349,7 @@ def build_envelope(req: Request, sender: str, recipients: list[str]) -> Envelope
 
 def _postdrop_command(config_dir: str) -> list[str]:
     """_postdrop_command - `postel -c DIR drop`, preferring the installed program."""
+    import shutil
     here = os.path.dirname(os.path.abspath(sys.argv[0] or ""))
     for cand in (os.path.join(here, "postel"), shutil.which("postel") or ""):
         if cand and os.access(cand, os.X_OK):
@@ -359,6 +361,8 @@ def _postdrop_command(config_dir: str) -> list[str]:
 def drop_via_postdrop(config_dir: str, env: Envelope, chunks: Iterator[bytes],
                       size_limit: int) -> None:
     """drop_via_postdrop - write the queue-file stream into `postel drop`."""
+    import subprocess
+    import tempfile
     with tempfile.TemporaryDirectory(prefix="sendmail.") as tmp:
         os.mkdir(os.path.join(tmp, MAILDROP), 0o700)
         writer = QueueFileWriter(QueueDir(tmp), MAILDROP)
@@ -441,6 +445,8 @@ def _notify_of(params) -> int:
 
 def smtp_session(cfg, req: Request, stdin: BinaryIO, stdout: BinaryIO) -> int:
     """smtp_session - sendmail -bs: SMTP on stdin/stdout, messages dropped as with -bm."""
+    import tempfile
+
     from postel.protocol import events as ev
     from postel.protocol import replies as R
     from postel.protocol.smtp_server import SMTPServerConnection, ehlo_reply, enabled_keywords
