@@ -617,6 +617,11 @@ def iter_raw_records(data: bytes, base: int = 0, path: str = "") -> Iterator[tup
         pos = start + length
 
 
+# QueueFileReader reads a file up to this size with one pread.
+_WHOLE_READ = 65536
+_MESG_HEAD = bytes((rec.REC_TYPE_MESG, 0))
+
+
 class QueueFileReader:
     """Reads and checks one complete queue file; marks recipients done."""
 
@@ -641,6 +646,7 @@ class QueueFileReader:
         self.recipients: list[Recipient] = []
         self.warn_offset = -1
         self._by_offset: dict[int, Recipient] | None = None
+        self._whole: bytes | None = None    # the whole file when small (one pread)
         try:
             self._load()
         except QueueFileCorrupt:
@@ -692,7 +698,16 @@ class QueueFileReader:
         file_size = os.fstat(self._fd).st_size
         if file_size < rec.SIZE_RECORD_LEN:
             raise self._corrupt(file_size, f"file too short ({file_size} bytes) for a size record")
-        head = self._pread(rec.SIZE_RECORD_LEN, 0)
+        # A small file is read with one pread (slices below); a short read
+        # (truncated meanwhile) takes the record-by-record path and its errors.
+        whole = None
+        if file_size <= _WHOLE_READ:
+            whole = os.pread(self._fd, file_size, 0)
+            if len(whole) != file_size:
+                whole = None
+        self._whole = whole
+        head = self._pread(rec.SIZE_RECORD_LEN, 0) if whole is None \
+            else whole[:rec.SIZE_RECORD_LEN]
         if head[0] != rec.REC_TYPE_SIZE:
             raise self._corrupt(0, "first record is not a size record")
         try:
@@ -713,11 +728,18 @@ class QueueFileReader:
         self.content_offset = content_off
         self.extracted_offset = extracted_off
         self.end_offset = end_off
-        mesg = self._pread(2, content_off)
-        if mesg != bytes((rec.REC_TYPE_MESG, 0)):
+        if whole is None:
+            mesg = self._pread(2, content_off)
+        else:
+            mesg = whole[content_off:content_off + 2]
+        if mesg != _MESG_HEAD:
             raise self._corrupt(content_off, "content segment does not start with a content record")
-        envelope = self._pread(content_off - rec.SIZE_RECORD_LEN, rec.SIZE_RECORD_LEN)
-        extracted = self._pread(end_off - extracted_off, extracted_off)
+        if whole is None:
+            envelope = self._pread(content_off - rec.SIZE_RECORD_LEN, rec.SIZE_RECORD_LEN)
+            extracted = self._pread(end_off - extracted_off, extracted_off)
+        else:
+            envelope = whole[rec.SIZE_RECORD_LEN:content_off]
+            extracted = whole[extracted_off:end_off]
         crc = self._parse_envelope(envelope, rec.SIZE_RECORD_LEN)
         crc = self._parse_extracted(extracted, extracted_off, crc)
         if crc != meta_crc:
@@ -897,7 +919,11 @@ class QueueFileReader:
     def _content_lines(self) -> list[bytes]:
         """_content_lines - all content lines, CRC, framing and size checked."""
         start = self.content_offset
-        data = self._pread(self.extracted_offset - start, start)
+        whole = self._whole                 # the content segment never changes
+        if whole is not None:
+            data = whole[start:self.extracted_offset]
+        else:
+            data = self._pread(self.extracted_offset - start, start)
         if zlib.crc32(data) != self._content_crc:
             raise self._corrupt(start, "content checksum mismatch")
         lines: list[bytes] = []
