@@ -33,8 +33,11 @@ from dataclasses import dataclass
 from postel.smtp.session import Session
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Entry:
+    # eq=False: entries are found and removed by identity; the generated __eq__
+    # compared keys (the same for every connection to one relayhost), then
+    # whole Sessions field by field, for each entry scanned.
     keys: tuple[str, ...]
     sess: Session
     timer: asyncio.TimerHandle | None
