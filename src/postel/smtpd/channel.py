@@ -5,6 +5,9 @@ SYNOPSIS
 
     chan = await open_channel(sock, timeout=300.0)
     data = await chan.read()        # b"" at end of input; TimeoutError
+    data = chan.take()              # the same without waiting: None if nothing yet
+    if data is None:
+        await chan.wait()           # then reading = False, waiter = None
     chan.write(reply_bytes)
     await chan.drain()              # only waits when the peer is slow
     chan.close()
@@ -142,12 +145,7 @@ class Channel(asyncio.Protocol):
         if not self.chunks:
             if self.eof:
                 return b""
-            loop = self.loop
-            fut = self.waiter = loop.create_future()
-            self.read_since = loop.time()
-            self.reading = True
-            if self.timer is None:
-                self.timer = loop.call_at(self.read_since + self.timeout, self._on_timer)
+            fut = self.wait()
             try:
                 await fut
             finally:
@@ -155,6 +153,24 @@ class Channel(asyncio.Protocol):
                 self.waiter = None
             if not self.chunks:
                 return b""
+        return self.take()
+
+    def wait(self) -> asyncio.Future:
+        """wait - start a read's wait: a future done when input or end of input
+        arrives, or failing with TimeoutError.  The caller awaits it, then sets
+        reading False and waiter None (read() without its coroutine layer)."""
+        loop = self.loop
+        fut = self.waiter = loop.create_future()
+        self.read_since = loop.time()
+        self.reading = True
+        if self.timer is None:
+            self.timer = loop.call_at(self.read_since + self.timeout, self._on_timer)
+        return fut
+
+    def take(self) -> bytes | None:
+        """take - all bytes received so far; b"" at end of input; None: wait()."""
+        if not self.chunks:
+            return b"" if self.eof else None
         chunks = self.chunks
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         chunks.clear()

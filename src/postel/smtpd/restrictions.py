@@ -435,11 +435,11 @@ class Restrictions:
                 if not lists[stage]:
                     continue            # an empty list decides nothing
                 v = await self._run_stage(stage, st)
-                if v.reject:
+                if v.code >= 400:
                     return v
         if lists["relay"]:
             v = await self._run_stage("relay", st)
-            if v.reject:
+            if v.code >= 400:
                 return v
         if not lists["recipient"]:
             return DUNNO
@@ -462,9 +462,9 @@ class Restrictions:
             return DUNNO                # nothing to evaluate (the usual data stages)
         ctx = _Eval(stage, _STAGES[stage][1])
         v = await self._run_list(items, st, ctx, depth=0)
-        if v.reject and ctx.defer_if_reject:
+        if v.code >= 400 and ctx.defer_if_reject:
             return ctx.defer_if_reject
-        if not v.reject and ctx.defer_if_permit:
+        if v.code < 400 and ctx.defer_if_permit:
             return ctx.defer_if_permit
         return v
 
@@ -490,12 +490,12 @@ class Restrictions:
                 if handler is None:
                     raise RestrictionConfigError(f"unknown restriction: \"{name}\"")
                 v = await handler(self, st, ctx, arg)
-            if ctx.warn_next and v.decided:
+            if ctx.warn_next and v.code != 0:
                 ctx.warn_next = False
-                if v.reject:
+                if v.code >= 400:
                     st.warnings.append(f"reject_warning: {v.reply_line()}")
                     continue
-            if v.decided:
+            if v.code != 0:
                 return v
         return DUNNO
 
