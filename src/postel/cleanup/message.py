@@ -184,6 +184,7 @@ class MessageState:
     message_id: str = ""
     size: int = 0
     hop_count: int = 0
+    conts: int = 0                    # L records made (_out is the only place)
     status: tuple = R_OK
     # parser state
     _state: int = PRIMARY
@@ -380,6 +381,8 @@ class MessageState:
 
     def _out(self, line: bytes, cont: bool = False) -> None:
         """_out - store one content record (unless the message failed)."""
+        if cont:
+            self.conts += 1
         self.size += len(line) + (0 if cont else 1)
         if self.size > self.settings.message_size_limit:
             self._fail(R_SIZE)

@@ -255,22 +255,36 @@ class Job:
     async def envelope(self, req) -> None:
         """envelope - sender, recipients and attributes, rewritten and mapped."""
         svc = self.svc
-        first = dict(reversed(req.items()))      # name -> first value, as req.get()
+        # One pass over the request: the first value of each name (as req.get()),
+        # every rcpt, orcpt and notify in order (as req.getall()).
+        first: dict = {}
+        rcpts: list[str] = []
+        orcpts: list[str] = []
+        notifies: list[bytes] = []
+        for name, v in req:
+            if name == "rcpt":
+                rcpts.append(v.decode("utf-8", "surrogateescape"))
+            elif name == "orcpt":
+                orcpts.append(v.decode("utf-8", "surrogateescape"))
+            elif name == "notify":
+                notifies.append(v)
+            elif name not in first:
+                first[name] = v
         attrs = {}
         for name in LOG_ATTRS:
             v = first.get(name)
             if v:
                 attrs[name] = v.decode("utf-8", "surrogateescape")
-        self.context = "local" if req.get("rewrite_context", "remote") == "local" else "remote"
-        sender = req.get("sender", "") or ""
-        rcpts = [v.decode("utf-8", "surrogateescape") for v in req.getall("rcpt")]
-        orcpts = [v.decode("utf-8", "surrogateescape") for v in req.getall("orcpt")]
-        notifies = req.getall("notify")
+        self.context = "local" if first.get("rewrite_context") == b"local" else "remote"
+        v = first.get("sender")
+        sender = v.decode("utf-8", "surrogateescape") if v else ""
+        v = first.get("arrival_time")
         try:
-            arrival = float(req.get("arrival_time", "0") or 0)
+            arrival = float(v.decode("utf-8", "surrogateescape")) if v else 0.0
         except ValueError:
             arrival = 0.0
-        ret = (req.get("dsn_ret", "") or "").upper()
+        v = first.get("dsn_ret")
+        ret = v.decode("utf-8", "surrogateescape").upper() if v else ""
         dsn_ret = {"FULL": DSN_RET_FULL, "HDRS": DSN_RET_HDRS, "1": DSN_RET_FULL,
                    "2": DSN_RET_HDRS}.get(ret, 0)
         try:
@@ -294,9 +308,12 @@ class Job:
         except Exception as exc:  # noqa: BLE001 - trivial-rewrite down etc.
             log.warning("%s: address rewriting failed: %s", self.qid, exc)
             self.fail(R_LOOKUP)
+        v = first.get("dsn_envid")
+        envid = v.decode("utf-8", "surrogateescape") if v else ""
+        v = first.get("fullname")
         self.env = Envelope(sender=sender, recipients=[], time=arrival, attrs=attrs,
-                            dsn_envid=req.get("dsn_envid", "") or "", dsn_ret=dsn_ret,
-                            full_name=req.get("fullname", "") or "",
+                            dsn_envid=envid, dsn_ret=dsn_ret,
+                            full_name=v.decode("utf-8", "surrogateescape") if v else "",
                             warn_time=int((arrival or time.time()) + svc.delay_warning)
                             if svc.delay_warning > 0
                             else 0)
@@ -353,10 +370,10 @@ class Job:
             return
         if not self.env_written:
             self.held.extend(records)
-            self.held_size += sum(len(r[1]) for r in records)
-            if st._state == PRIMARY and not st._finished and \
-                    self.held_size < HEADER_BUFFER_LIMIT:
-                return
+            if st._state == PRIMARY and not st._finished:
+                self.held_size += sum([len(r[1]) for r in records])
+                if self.held_size < HEADER_BUFFER_LIMIT:
+                    return
             records, self.held = self.held, []
             if not await self._write_envelope():
                 return
@@ -364,6 +381,14 @@ class Job:
         if w is None:
             return
         cont = self.cont
+        if not cont and not st.conts:
+            # No L record so far (the usual message): the lines as they are.
+            if records:
+                try:
+                    w.write_lines([line for _, line in records])
+                except (OSError, QueueFull) as exc:
+                    self._io(exc)
+            return
         lines = []
         for kind, line in records:
             if kind == b"L":
