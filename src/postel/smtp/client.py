@@ -202,6 +202,21 @@ def read_settings(cfg, lmtp: bool = False, service: str = "") -> Settings:
 
 def notify_param(mask: int) -> str | None:
     """notify_param - the NOTIFY value of a DSN_NOTIFY_* mask (RFC 3461 4.1)."""
+    try:
+        return _NOTIFY[mask]
+    except KeyError:
+        pass
+    value = _notify_param(mask)
+    if len(_NOTIFY) < 64:
+        _NOTIFY[mask] = value
+    return value
+
+
+_NOTIFY: dict[int, str | None] = {}
+
+
+def _notify_param(mask: int) -> str | None:
+    """_notify_param - notify_param without its cache."""
     if mask & DSN_NOTIFY_NEVER:
         return "NEVER"
     words = [w for bit, w in ((DSN_NOTIFY_SUCCESS, "SUCCESS"), (DSN_NOTIFY_FAILURE, "FAILURE"),
@@ -280,6 +295,7 @@ class SmtpClient:
 
     def __init__(self, settings: Settings, dns: Dns | None = None):
         self.settings = settings
+        self._hops: dict[str, tuple[Nexthop, str]] = {}    # text -> (parsed, cache key)
         self.dns = dns or Dns()
         self.cache = ConnectionCache(settings.cache_idle, settings.reuse_time,
                                      settings.reuse_count)
@@ -325,13 +341,20 @@ class SmtpClient:
     async def _try_nexthop(self, d: Delivery, hop_text: str) -> None:
         """_try_nexthop - deliver to one nexthop's servers."""
         s = self.settings
-        try:
-            hop = parse_nexthop(hop_text, lmtp=s.lmtp, default_port=s.default_port)
-        except NexthopError as exc:
-            log.warning("%s: bad nexthop: %s", d.req.queue_id, exc)
-            d.tentative(d.open, Outcome("defer", "4.3.5", f"mail transport unavailable: {exc}"))
-            return
-        dest_key = f"{s.service}:{hop.text.lower()}"
+        known = self._hops.get(hop_text)
+        if known is None:
+            try:
+                hop = parse_nexthop(hop_text, lmtp=s.lmtp, default_port=s.default_port)
+            except NexthopError as exc:
+                log.warning("%s: bad nexthop: %s", d.req.queue_id, exc)
+                d.tentative(d.open, Outcome("defer", "4.3.5",
+                                            f"mail transport unavailable: {exc}"))
+                return
+            # Nexthop is frozen: one parse per nexthop text (bounded).
+            if len(self._hops) >= 1024:
+                self._hops.clear()
+            known = self._hops[hop_text] = (hop, f"{s.service}:{hop.text.lower()}")
+        hop, dest_key = known
         sess = self.cache.take(dest_key)
         if sess is not None:
             if await self._attempt(d, hop, sess, reused=True):
