@@ -13,6 +13,7 @@ $(PY):
 
 $(STAMP): $(PY) pyproject.toml
 	$(PY) -m pip install -q -e '.[test,fast]'
+	$(PY) -m compileall -q src
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -29,6 +30,7 @@ peers:
 	else echo "make: not root; skipping peer installation (tests needing peers will skip)"; fi
 
 test: $(STAMP) peers
+	@$(PY) -m compileall -q src >/dev/null  # each daemon start reads bytecode, not source
 	$(PY) -m pytest -q tests; rc=$$?; \
 	if [ $$rc = 5 ]; then echo "make test: no tests ran" >&2; exit 1; fi; exit $$rc
 
