@@ -44,14 +44,18 @@ DESCRIPTION
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import os
 import socket
 import stat
 
+from postel import lazy_import
 from postel.ipc.client import service_path
+
+# Only the async sender needs asyncio; sendmail's pickup wake-up and postqueue -f
+# use the blocking one and should not pay for importing it (docs/startup.md).
+asyncio = lazy_import("asyncio", globals())
 
 __all__ = [
     "send_trigger", "send_trigger_async", "TRIGGER_WAKEUP", "QMGR_SCAN_INCOMING",
