@@ -414,8 +414,23 @@ class QueueFileWriter:
             pos += _put(parts, rec.REC_TYPE_DSN_ENVID, rec.text(env.dsn_envid))
         if env.dsn_ret:
             pos += _put(parts, rec.REC_TYPE_DSN_RET, str(env.dsn_ret).encode())
+        # Named attributes inline (as _attr_part, without a call per attribute).
+        count = self._attr_count
+        attr_type = rec.REC_TYPE_ATTR
         for name, value in env.attrs.items():
-            pos += self._attr_part(name, value, parts)
+            if not name or "=" in name:
+                self._attr_count = count
+                raise ValueError(f"bad attribute name: {name!r}")
+            if count >= rec.ATTR_COUNT_LIMIT:
+                self._attr_count = count
+                raise ValueError(f"more than {rec.ATTR_COUNT_LIMIT} attributes")
+            count += 1
+            payload = f"{name}={value}".encode("utf-8", "surrogateescape")
+            n = len(payload)
+            record = bytes((attr_type, n)) + payload if n < 128 else rec.encode(attr_type, payload)
+            parts.append(record)
+            pos += len(record)
+        self._attr_count = count
         for rcpt in env.recipients:
             pos = self._rcpt_parts(rcpt, parts, normal, pos)
         self._put_meta(parts, normal)
