@@ -544,8 +544,10 @@ class _Server:
         # connection; the listener's numbers are known once.
         family, stype, proto = int(sock.family), int(sock.type), sock.proto
         new_socket = _socket_class(sock.family, sock.type)
-        if serve == self._client and self.takes_socket:
-            serve = self._client_sock
+        # A handler that owns the socket runs as the task itself (no wrapper
+        # coroutine to resume at every await); _client_done logs its failure.
+        direct = self.handler if serve == self._client and self.takes_socket else None
+        ctx = self.ctx
         slot_free = self.slot_free
         while True:
             if not slot_free.is_set():
@@ -562,6 +564,19 @@ class _Server:
                 await asyncio.sleep(1)
                 continue
             conn = new_socket(family, stype, proto, fileno=fd)
+            if direct is not None:
+                try:
+                    coro = direct(conn, ctx)
+                except Exception as exc:
+                    self._log_failure(exc)
+                    continue
+                if not asyncio.iscoroutine(coro):
+                    continue
+                self._begin()
+                task = loop.create_task(coro)
+                self.tasks.add(task)
+                task.add_done_callback(self._client_done)
+                continue
             self._begin()
             task = loop.create_task(serve(conn))
             self.tasks.add(task)
@@ -571,29 +586,33 @@ class _Server:
         self.tasks.discard(task)
         self._end()
 
+    def _client_done(self, task: asyncio.Task) -> None:
+        """_client_done - _task_done, and log the handler's exception as _guard does."""
+        self.tasks.discard(task)
+        self._end()
+        if not task.cancelled():
+            exc = task.exception()
+            if isinstance(exc, Exception):
+                self._log_failure(exc)
+
+    def _log_failure(self, exc: Exception) -> None:
+        """_log_failure - a client handler's exception, as _guard logs it."""
+        log.warning("%s: %s: %s", "client", type(exc).__name__, exc)
+        if self.ctx.verbose:
+            for line in "".join(traceback.format_exception(exc)).splitlines():
+                log.warning("%s", line)
+
     @staticmethod
     async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
         """_readable - wait until a listener has a connection to accept."""
+        fd = sock.fileno()          # (-1 once the listener is closed at stop)
         fut = loop.create_future()
-        loop.add_reader(sock.fileno(), _set_done, fut)
+        loop.add_reader(fd, _set_done, fut)
         try:
             await fut
         finally:
-            loop.remove_reader(sock.fileno())
-
-    async def _client_sock(self, conn: socket.socket) -> None:
-        """_client_sock - _client for a handler that owns the socket (one layer less)."""
-        try:
-            coro = self.handler(conn, self.ctx)
-            if coro is not None:
-                await coro
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("%s: %s: %s", "client", type(exc).__name__, exc)
-            if self.ctx.verbose:
-                for line in traceback.format_exc().splitlines():
-                    log.warning("%s", line)
+            with contextlib.suppress(Exception):
+                loop.remove_reader(fd)
 
     async def _client(self, conn: socket.socket) -> None:
         """_client - run the handler for one connection, then close it."""
