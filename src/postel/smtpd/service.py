@@ -713,7 +713,8 @@ async def do_helo(s: Session, ev: Helo | Ehlo) -> Reply:
     is_ehlo = isinstance(ev, Ehlo)
     cmd = "ehlo" if is_ehlo else "helo"
     s.last_cmd = cmd.upper()
-    await s.abort_message()
+    if s.msg is not None or s.msg_rcpts or s.data_started or s.check.queue_id != "NOQUEUE":
+        await s.abort_message()     # (a coroutine only when there is something to abort)
     s.check.helo_name = ev.name
     if not s.st.delay_reject and s.st.restrictions:
         v = await s.st.restrictions.check_helo(s.check)
@@ -742,7 +743,8 @@ def _free_space_ok(st: Settings, declared: int | None) -> bool:
 
 async def do_mail(s: Session, ev: MailFrom) -> Reply:
     s.last_cmd = "MAIL"
-    await s.abort_message()
+    if s.msg is not None or s.msg_rcpts or s.data_started or s.check.queue_id != "NOQUEUE":
+        await s.abort_message()     # (a coroutine only when there is something to abort)
     if s.st.restriction_error:
         s.count("mail", False)
         return R.R451_CONFIG
