@@ -691,9 +691,9 @@ def start_main(argv: list[str], config_dir: str | None) -> int:
     cmd += [a for a in argv if a == "-v"]
     env = dict(os.environ, MAIL_CONFIG=cfg.config_directory)
     try:
-        subprocess.Popen(cmd, pass_fds=(w,), start_new_session=True, cwd="/", env=env,
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, close_fds=True)
+        proc = subprocess.Popen(cmd, pass_fds=(w,), start_new_session=True, cwd="/", env=env,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, close_fds=True)
     except OSError as exc:
         os.close(r)
         os.close(w)
@@ -704,6 +704,10 @@ def start_main(argv: list[str], config_dir: str | None) -> int:
     answer = _read_answer(r, START_TIMEOUT)
     if answer == "ok":
         return 0
+    # A master that refused to start is on its way out: return only when it
+    # has gone, so that a failed start leaves no process behind.
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
     with contextlib.suppress(log.FatalError):
         log.fatal("%s", answer.removeprefix("error: ") or "master did not start")
     return 1
