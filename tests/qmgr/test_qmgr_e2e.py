@@ -219,3 +219,28 @@ def test_defer_transports_wait_for_a_flush(tmp_path, sink):
         inst.wait_log(r"to=<x@remote\.example>, relay=127\.0\.0\.1.*status=sent", timeout=20)
     finally:
         inst.cleanup()
+
+
+def test_flush_reaches_a_deferred_queue_larger_than_the_active_limit(tmp_path, sink):
+    """A pass stopped by qmgr_message_active_limit goes on when room frees up, and a
+    flush delivers every deferred message exactly once (it used to stall after the
+    first active-limit's worth until queue_run_delay, re-sending the first ones)."""
+    inst = _instance(tmp_path, sink, qmgr_message_active_limit="5",
+                     queue_run_delay="3600s", minimal_backoff_time="3600s",
+                     maximal_backoff_time="3600s")
+    try:
+        inst.start()                                     # the sink is down: all deferred
+        n = 23
+        for i in range(n):
+            _send(inst, f"u{i}@remote.example", f"msg {i}")
+        deadline = time.time() + 60
+        while inst.count_log(r"status=deferred") < n and time.time() < deadline:
+            time.sleep(0.1)
+        assert inst.count_log(r"status=deferred") == n
+        sink.start()
+        cp = inst.postel("queue", "-f")
+        assert cp.returncode == 0, cp.stderr
+        subjects = sink.wait_count(n, timeout=60)
+        assert sorted(subjects) == sorted(f"msg {i}" for i in range(n))   # each once
+    finally:
+        inst.cleanup()

@@ -129,6 +129,15 @@ def _being_delivered(path: str) -> bool:
 
 
 @dataclass(slots=True)
+class _ScanPass:
+    """_ScanPass - one pass of qmgr over a queue: the names still to look at."""
+
+    todo: list[str]             # reversed listing: the next name is todo[-1]
+    all: bool = False           # a flush: ignore the deferred files' retry times
+    dfxp: bool = False          # a flush: deferred transports deliver too
+
+
+@dataclass(slots=True)
 class MsgData:
     """What qmgr keeps about an active message."""
 
@@ -273,6 +282,7 @@ class Qmgr:
         # the hands of an agent of a killed qmgr (see _being_delivered).
         self.recovered: set[str] = set()
         self._fs_fd: int | None = None      # the queue file system, for syncfs(2)
+        self._passes: dict[str, _ScanPass] = {}     # queue -> the scan in progress
         # Top directories of the queues that are not hashed: a file's path is
         # then one concatenation (qids come from QueueDir scans, valid).
         self._tops = {q: self.qd.queue_path(q) + "/" for q in
@@ -338,15 +348,31 @@ class Qmgr:
     # -- queue scans
 
     async def scan(self, queue: str, now: float) -> None:
-        """scan - move eligible files of queue to active/ and schedule them."""
-        scan_all = self.scan_all and queue == "deferred"
-        dfxp = self.flush_dfxp
-        for qid in list(self.qd.scan(queue)):
+        """scan - move eligible files of queue to active/ and schedule them.
+
+        A scan is a pass over a snapshot of the queue's file names.  When the
+        in-core limits stop it, the next call goes on where it stopped (as
+        Postfix's queue scans do) instead of listing the queue again: a flush
+        of a deferred queue larger than qmgr_message_active_limit must reach
+        every message once, not the first ones over and over (they are back
+        in deferred/ by then, and a flush ignores their retry times)."""
+        pss = self._passes.get(queue)
+        if pss is None or not pss.todo or (queue == "deferred" and self.scan_all and not pss.all):
+            todo = list(self.qd.scan(queue))
+            todo.reverse()                  # taken from the end, in listing order
+            pss = self._passes[queue] = _ScanPass(todo, self.scan_all and queue == "deferred",
+                                                  self.flush_dfxp)
+            if queue == "deferred":
+                self.scan_all = False
+                self.flush_dfxp = False     # the flush has gone over both queues
+        todo = pss.todo
+        while todo:
             if len(self.active) >= self.active_limit or self.rcpts_in_core >= self.rcpt_limit:
                 return
+            qid = todo.pop()
             if qid in self.active:
                 continue
-            if queue == "deferred" and not scan_all:
+            if queue == "deferred" and not pss.all:
                 try:
                     if os.stat(self.qd.path(queue, qid)).st_mtime > now:
                         continue
@@ -360,11 +386,13 @@ class Qmgr:
                 self._move(qid, queue, "active")
             except OSError:
                 continue            # gone (postsuper) or moved meanwhile
-            await self.activate(qid, now, dfxp)
-        if scan_all:
-            self.scan_all = False
-        if queue == "deferred":
-            self.flush_dfxp = False     # the flush has gone over both queues
+            await self.activate(qid, now, pss.dfxp)
+
+    def _scan_pending(self, queue: str) -> bool:
+        """_scan_pending - a pass over queue stopped at the in-core limits, which now have room."""
+        pss = self._passes.get(queue)
+        return bool(pss is not None and pss.todo) and len(self.active) < self.active_limit \
+            and self.rcpts_in_core < self.rcpt_limit
 
     def _read(self, qid: str) -> QueueFileReader | None:
         """_read - open an active queue file; quarantine a corrupt one."""
@@ -678,11 +706,11 @@ class Qmgr:
         while stopping is None or not stopping.is_set():
             self.wake.clear()
             now = time.time()
-            if self.scan_incoming or now >= next_incoming:
+            if self.scan_incoming or now >= next_incoming or self._scan_pending("incoming"):
                 self.scan_incoming = False
                 await self.scan("incoming", now)
                 next_incoming = now + INCOMING_POLL
-            if self.scan_deferred or now >= next_deferred:
+            if self.scan_deferred or now >= next_deferred or self._scan_pending("deferred"):
                 self.scan_deferred = False
                 await self.scan("deferred", now)
                 next_deferred = now + self.run_delay
@@ -694,7 +722,8 @@ class Qmgr:
             self.write_defers()
             for msg in self.sched.take_finished():
                 await self.finish(msg, time.time())
-            if self.sched.backlog():
+            if self.sched.backlog() or self._scan_pending("incoming") or \
+                    self._scan_pending("deferred"):
                 continue
             wait = min(next_incoming, next_deferred) - time.time()
             ev = self.sched.next_event(time.time())
