@@ -155,8 +155,16 @@ def read_entry(qd: QueueDir, queue_name: str, qid: str, path: str) -> QueueEntry
         log.warning("%s: cannot read queue file: %s", qid, exc.strerror or exc)
         return None
     reasons = read_defer_log(qd.path("defer", qid)) if queue_name != "maildrop" else {}
-    # As Postfix: recipients with a deferral reason first, grouped by reason,
-    # then the others; each address once.
+    return QueueEntry(queue_name, qid, int(env.time), size, env.sender,
+                      order_recipients(pending, reasons),
+                      env.attrs.get("forced_expire", "") in ("1", "yes", "true"))
+
+
+def order_recipients(pending: list[str], reasons: dict[str, str]) -> list[tuple[str, str]]:
+    """order_recipients - (address, reason) pairs in Postfix's mailq order: recipients
+    with a deferral reason first, grouped by reason, then the others; each address once."""
+    if len(pending) == 1:
+        return [(pending[0], reasons.get(pending[0], ""))]
     groups: dict[str, list[tuple[str, str]]] = {}
     seen: set[str] = set()
     for addr in pending:
@@ -166,9 +174,7 @@ def read_entry(qd: QueueDir, queue_name: str, qid: str, path: str) -> QueueEntry
         reason = reasons.get(addr, "")
         groups.setdefault(reason, []).append((addr, reason))
     plain = groups.pop("", [])
-    rcpts = [item for group in groups.values() for item in group] + plain
-    return QueueEntry(queue_name, qid, int(env.time), size, env.sender, rcpts,
-                      env.attrs.get("forced_expire", "") in ("1", "yes", "true"))
+    return [item for group in groups.values() for item in group] + plain
 
 
 def scan_entries(qd: QueueDir, queues: Iterable[str] = SHOWQ_QUEUES,

@@ -64,6 +64,7 @@ from postel.queue.report import (
     ShowqProtocolError,
     asctime19,
     decode_entry,
+    order_recipients,
 )
 
 READ_SIZE = 8192                  # first read of a queue file
@@ -365,21 +366,8 @@ class _Scanner:
 
 def make_entry(queue_name: str, qid: str, when: float, size: int, sender: str,
                pending: list[str], reasons: dict[str, str], forced: bool) -> QueueEntry:
-    """make_entry - a QueueEntry with Postfix's recipient order (see report.read_entry)."""
-    if len(pending) == 1:
-        addr = pending[0]
-        rcpts = [(addr, reasons.get(addr, ""))]
-    else:
-        groups: dict[str, list[tuple[str, str]]] = {}
-        seen: set[str] = set()
-        for addr in pending:
-            if addr in seen:
-                continue
-            seen.add(addr)
-            reason = reasons.get(addr, "")
-            groups.setdefault(reason, []).append((addr, reason))
-        plain = groups.pop("", [])
-        rcpts = [item for group in groups.values() for item in group] + plain
+    """make_entry - a QueueEntry with Postfix's recipient order (report.order_recipients)."""
+    rcpts = order_recipients(pending, reasons)
     return QueueEntry(queue_name, qid, int(when), size, sender, rcpts, forced)
 
 
