@@ -7,6 +7,7 @@ SYNOPSIS
     st.feed(chunk)              # any number of times; bytes, CRLF or LF
     st.finish()                 # end of content
     records = st.take_records() # [(b"N" | b"L", line_bytes), ...] to store
+    runs = st.take_runs()       # the same, with runs of N lines as lists
     st.result()                 # Result(status, dsn, reason)
 
 DESCRIPTION
@@ -320,9 +321,10 @@ class MessageState:
             return start
         # One CR before each LF goes, as in feed(); split() gives a trailing "".
         seg = data[start:last + 1]
-        if seg.count(b"\n") == seg.count(b"\r\n"):
-            lines = seg.split(b"\r\n")    # CRLF throughout: no copy to LF first
-        else:
+        lines = seg.split(b"\r\n")
+        if b"\n" in b"".join(lines):
+            # A bare LF: the general split.  (The join and the memchr() of
+            # "in" cost less than counting LFs and CRLFs over the segment.)
             lines = seg.replace(b"\r\n", b"\n").split(b"\n")
         lines.pop()
         limit = self.settings.line_length_limit
@@ -336,8 +338,9 @@ class MessageState:
         self.size += sum(map(len, lines)) + len(lines)
         if self.size > self.settings.message_size_limit:
             self._fail(R_SIZE)
-        if self.status[0] == 0:
-            self.records.extend([(b"N", line) for line in lines])
+        if self.status[0] == 0 and lines:
+            # One run entry for all these N records (take_records() expands it).
+            self.records.append(lines)
         return last + 1
 
     def finish(self) -> None:
@@ -360,6 +363,19 @@ class MessageState:
 
     def take_records(self) -> list:
         """take_records - the content records produced so far (and forget them)."""
+        out = []
+        for entry in self.take_runs():
+            if type(entry) is list:
+                out += [(b"N", line) for line in entry]
+            else:
+                out.append(entry)
+        return out
+
+    def take_runs(self) -> list:
+        """take_runs - take_records() with runs of N records unexpanded.
+
+        Each entry is a (b"N" | b"L", line) record or a list of lines, a run
+        of N records (bulk body lines: no tuple per line)."""
         out = self.records
         self.records = []
         return out

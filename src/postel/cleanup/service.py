@@ -57,6 +57,7 @@ from postel.queue import Committer, Envelope, QueueDir, QueueFileWriter, QueueFu
 from postel.queue.commit import COMMIT_METHODS
 from postel.queue.qid import new_qid
 from postel.queue.records import DSN_RET_FULL, DSN_RET_HDRS
+from postel.queue.recycle import Recycler
 from postel.tables import TableError, TableUnavailable, open_table
 
 DEFAULT_FLAGS = frozenset({"bcc_ok", "map_ok", "milter_ok"})
@@ -96,6 +97,10 @@ class CleanupService:
             "hash_queue_names": _cfg(cfg, "str", "hash_queue_names", "deferred, defer"),
             "hash_queue_depth": str(_cfg(cfg, "int", "hash_queue_depth", 1))})
         self.qd.space_cache = SPACE_CACHE
+        recycle_limit = _cfg(cfg, "int", "queue_file_recycle_limit", 500)
+        if recycle_limit > 0:
+            self.qd.recycler = Recycler(self.qd, recycle_limit,
+                                        _cfg(cfg, "size", "queue_file_recycle_size", 65536))
         method = _cfg(cfg, "str", "queue_commit_method", "syncfs").strip().lower() or "syncfs"
         if method not in COMMIT_METHODS:
             log.warning("queue_commit_method: unknown value %r, using fsync", method)
@@ -360,10 +365,11 @@ class Job:
             log.warning("%s: %s", self.qid, exc)
             self.fail(R_LOOKUP)
             return
-        await self._store(st.take_records())
+        await self._store(st.take_runs())
 
     async def _store(self, records: list) -> None:
-        """_store - write records; hold them until the primary headers are done."""
+        """_store - write records (MessageState.take_runs() entries); hold them
+        until the primary headers are done."""
         st = self.state
         if st.status[0] != 0:
             self.drop()
@@ -371,6 +377,7 @@ class Job:
         if not self.env_written:
             self.held.extend(records)
             if st._state == PRIMARY and not st._finished:
+                # Runs come from the body only: these are all (kind, line).
                 self.held_size += sum([len(r[1]) for r in records])
                 if self.held_size < HEADER_BUFFER_LIMIT:
                     return
@@ -378,27 +385,9 @@ class Job:
             if not await self._write_envelope():
                 return
         w = self.writer
-        if w is None:
+        if w is None or not records:
             return
-        cont = self.cont
-        if not cont and not st.conts:
-            # No L record so far (the usual message): the lines as they are.
-            if records:
-                try:
-                    w.write_lines([line for _, line in records])
-                except (OSError, QueueFull) as exc:
-                    self._io(exc)
-            return
-        lines = []
-        for kind, line in records:
-            if kind == b"L":
-                cont += line
-                continue
-            if cont:
-                lines.append(bytes(cont) + line)
-                cont.clear()
-            else:
-                lines.append(line)
+        lines = content_lines(records, self.cont, st.conts > 0)
         if not lines:
             return
         try:
@@ -451,7 +440,7 @@ class Job:
                 log.warning("%s: %s", self.qid, exc)
                 self.fail(R_LOOKUP)
         if self.status is None:
-            await self._store(st.take_records())
+            await self._store(st.take_runs())
             if self.cont and self.writer is not None and self.status is None:
                 await self._store([(b"N", b"")])
         if self.status is None and st.status[0] != 0:
@@ -523,6 +512,45 @@ class Job:
         w.path = qd.path("hold", self.qid)
         w.dir_path = qd.dir_path("hold", self.qid)
         log.info("%s: hold: %s", self.qid, self.state.hold_reason or "queue file held")
+
+
+def content_lines(records: list, cont: bytearray, cut: bool) -> list[bytes]:
+    """content_lines - the stored lines of MessageState.take_runs() entries.
+
+    An L record's piece waits in cont (across calls) for the rest of its
+    line; cut says whether any L record was made so far (if not, every
+    entry is a whole line)."""
+    if not cont and not cut:
+        # No L record so far (the usual message): the lines as they are.
+        if len(records) == 1 and type(records[0]) is list:
+            return records[0]            # one bulk run of body lines: no copy
+        lines = []
+        for entry in records:
+            if type(entry) is list:
+                lines += entry
+            else:
+                lines.append(entry[1])
+        return lines
+    lines = []
+    for entry in records:
+        if type(entry) is list:
+            if cont:
+                lines.append(bytes(cont) + entry[0])
+                cont.clear()
+                lines += entry[1:]
+            else:
+                lines += entry
+            continue
+        kind, line = entry
+        if kind == b"L":
+            cont += line
+            continue
+        if cont:
+            lines.append(bytes(cont) + line)
+            cont.clear()
+        else:
+            lines.append(line)
+    return lines
 
 
 def _reply(status: tuple, qid: str) -> dict:
