@@ -57,7 +57,7 @@ def test_fast_scan_equals_full_reader(tmp_path_factory, data):
                        set(data.draw(st.lists(st.integers(0, 3), max_size=2))),
                        data.draw(st.sampled_from([b"s\n", b"x" * 9000 + b"\n"])))
         if data.draw(st.booleans()):
-            add_defer_log(qd, qid, [(r, data.draw(st.sampled_from(["why", "other", ""])))
+            add_defer_log(qd, qid, [(r, data.draw(st.sampled_from(["why", "other", "", "\u00e9t\u00e9"])))
                                     for r in rcpts[:2]])
         if data.draw(st.booleans()):     # damage one byte (or cut the file)
             path = qd.path(queue, qid)
@@ -72,6 +72,11 @@ def test_fast_scan_equals_full_reader(tmp_path_factory, data):
     want = list(report.scan_entries(qd))
     assert list(scan.scan_entries(qd)) == want
     assert scan.wire_of(qd, scan.listing(qd)) == (b"".join(map(scan.entry_wire, want)), len(want))
+    fmt = report.MailqFormatter()
+    text = "".join(fmt.entry(e) for e in want).encode("utf-8", "surrogateescape")
+    data, count, size = scan.text_of(qd, scan.listing(qd))
+    assert (count, size) == (len(want), sum(e.message_size for e in want))
+    assert (text[:len(report.HEADER)] + data[1:] if count else b"") == text
 
 
 DEFER_LINES = st.sampled_from(["recipient=a", "recipient=b", "recipient=", "reason=one",
@@ -83,7 +88,11 @@ DEFER_LINES = st.sampled_from(["recipient=a", "recipient=b", "recipient=", "reas
 @given(st.lists(DEFER_LINES, max_size=12), st.booleans())
 def test_defer_log_parser_equals_report(lines, final_newline):
     text = "\n".join(lines) + ("\n" if final_newline else "")
-    assert scan.parse_defer_log(text) == _report_defer_log(text)
+    want = _report_defer_log(text)
+    assert scan.parse_defer_log(text) == want
+    data = text.encode("utf-8", "surrogateescape")
+    for addr in ("a", "b", "\u00e9", ""):
+        assert scan.defer_reason(data, addr.encode()) == want.get(addr, "").encode()
 
 
 def _report_defer_log(text: str) -> dict[str, str]:

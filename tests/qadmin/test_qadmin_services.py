@@ -170,5 +170,44 @@ def test_showq_parallel_worker_failure_falls_back(showq, monkeypatch):
     monkeypatch.setattr(showq_service, "PARALLEL_MIN", 1)
     monkeypatch.setattr(showq_service, "BLOCK", 2)
     monkeypatch.setattr(showq_service, "WORKERS", 2)
-    monkeypatch.setattr(showq_service, "_worker", lambda fd, qd, blocks: os._exit(3))
+    monkeypatch.setattr(showq_service, "_worker", lambda *args: os._exit(3))
     assert list(postqueue.showq_entries(qd.queue_directory)) == serial
+
+
+def test_mailq_text_through_showq_equals_direct(showq, capsys, monkeypatch):
+    cfg_dir, qd = showq
+    qids = [add_message(qd, "deferred", when=BASE_TIME + i, rcpts=("r@example.org",) * (1 + i % 2))
+            for i in range(9)]
+    add_message(qd, "hold", sender="", when=BASE_TIME + 99)
+    add_defer_log(qd, qids[3], [("r@example.org", "slow d\u00f6wn")])
+    monkeypatch.setattr(postqueue, "_showq_connect", _down)
+    assert postqueue.main(["-p"], cfg_dir) == 0
+    direct = capsys.readouterr().out
+    assert direct.count("r@example.org") == 10 and "(slow d\u00f6wn)" in direct
+    monkeypatch.undo()
+    monkeypatch.setattr(postqueue, "privileged", lambda cfg: False)
+    for parallel in (False, True):
+        if parallel:
+            monkeypatch.setattr(showq_service, "PARALLEL_MIN", 5)
+            monkeypatch.setattr(showq_service, "BLOCK", 2)
+            monkeypatch.setattr(showq_service, "WORKERS", 3)
+        assert postqueue.main(["-p"], cfg_dir) == 0
+        assert capsys.readouterr().out == direct
+
+
+def _down(*args, **kwargs):
+    from postel.ipc.client import ServiceUnavailable
+    raise ServiceUnavailable("public/showq", "down for the test")
+
+
+def test_mailq_client_reads_the_wire_form(showq, capsys, monkeypatch):
+    """A showq that ignores format=mailq (the wire form): the client formats the text itself."""
+    cfg_dir, qd = showq
+    for i in range(3):
+        add_message(qd, "deferred", when=BASE_TIME + i)
+    assert postqueue.main(["-p"], cfg_dir) == 0
+    want = capsys.readouterr().out
+    monkeypatch.setitem(showq_service.ENCODERS, "mailq", showq_service._wire_block)
+    monkeypatch.setattr(postqueue, "privileged", lambda cfg: False)
+    assert postqueue.main(["-p"], cfg_dir) == 0
+    assert capsys.readouterr().out == want and want.endswith("in 3 Requests.\n")

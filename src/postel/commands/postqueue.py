@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import sys
 from collections.abc import Iterator
 
@@ -60,11 +61,18 @@ from postel.commands._qadmin import (
     privileged,
     queue_dir,
 )
-from postel.ipc.attr import AttrError
+from postel.ipc.attr import AttrDecoder, AttrError
 from postel.ipc.client import ServiceUnavailable, SyncConnection, service_path
 from postel.queue import qid_ok
-from postel.queue.report import QueueEntry, ShowqProtocolError, json_line
-from postel.queue.scan import MailqText, WireReader, scan_entries
+from postel.queue.report import HEADER, QueueEntry, ShowqProtocolError, asctime19, json_line
+from postel.queue.scan import (
+    WireReader,
+    entry_text,
+    find_items,
+    mailq_trailer,
+    scan_entries,
+    text_of,
+)
 
 PROG = "postqueue"
 USAGE = "usage: postqueue -f | postqueue -i queue_id | postqueue -j | postqueue -p | postqueue -s site"
@@ -73,6 +81,7 @@ SHOWQ_TIMEOUT = 3600.0
 RECV_SIZE = 1 << 18
 DOWN = "Queue report unavailable - mail system is down"
 FLUSH_DOWN = "Cannot flush mail queue - mail system is down"
+HEADER_B = HEADER.encode()
 
 
 def _parse(argv: list[str]) -> tuple[str, str, str | None]:
@@ -124,7 +133,7 @@ def showq_entries(queue_directory: str, queue_id: str | None = None,
 
 
 def _showq_connect(queue_directory: str, queue_id: str | None = None,
-                   retry_for: float = 5.0) -> SyncConnection:
+                   retry_for: float = 5.0, fmt: str = "") -> SyncConnection:
     """_showq_connect - a connection to public/showq with the request sent."""
     if not os.path.exists(service_path(queue_directory, SHOWQ_ENDPOINT)):
         raise ServiceUnavailable(SHOWQ_ENDPOINT, "no such socket")
@@ -134,6 +143,8 @@ def _showq_connect(queue_directory: str, queue_id: str | None = None,
         request = {"request": "list"}
         if queue_id:
             request["queue_id"] = queue_id
+        if fmt:
+            request["format"] = fmt
         conn.send(request)
     except BaseException:
         conn.close()
@@ -147,12 +158,19 @@ def _read_entries(conn: SyncConnection) -> Iterator[QueueEntry]:
         yield from batch
 
 
-def _read_batches(conn: SyncConnection) -> Iterator[list[QueueEntry]]:
-    """_read_batches - decode entries as they arrive (a list per read), until the end marker."""
-    reader = WireReader()
+def _read_batches(conn: SyncConnection, reader: WireReader | None = None,
+                  first: bytes = b"") -> Iterator[list[QueueEntry]]:
+    """_read_batches - decode entries as they arrive (a list per read), until the end marker.
+
+    first: bytes already read from the connection."""
+    reader = reader or WireReader()
     sock = conn.sock
     try:
         sock.settimeout(conn.timeout)
+        if first:
+            batch = reader.feed(first)
+            if batch:
+                yield batch
         while not reader.done:
             try:
                 data = sock.recv(RECV_SIZE)
@@ -177,12 +195,17 @@ def _batches(cfg) -> Iterator[list[QueueEntry]]:
     try:
         conn = _showq_connect(qd.queue_directory)
     except ServiceUnavailable:
-        if not privileged(cfg):
-            raise Fatal(DOWN, EX_UNAVAILABLE) from None
-        if not os.path.isdir(qd.queue_directory):
-            raise Fatal(f"{qd.queue_directory}: no such queue directory", 1) from None
+        _check_direct(cfg, qd)
         return _chunks(scan_entries(qd))
     return _read_batches(conn)
+
+
+def _check_direct(cfg, qd) -> None:
+    """_check_direct - may this user read the queue itself? (Fatal if not)."""
+    if not privileged(cfg):
+        raise Fatal(DOWN, EX_UNAVAILABLE) from None
+    if not os.path.isdir(qd.queue_directory):
+        raise Fatal(f"{qd.queue_directory}: no such queue directory", 1) from None
 
 
 def _chunks(entries: Iterator[QueueEntry], size: int = 256) -> Iterator[list[QueueEntry]]:
@@ -191,21 +214,168 @@ def _chunks(entries: Iterator[QueueEntry], size: int = 256) -> Iterator[list[Que
         yield batch
 
 
+def _byte_writer(out):
+    """_byte_writer - a function writing bytes to out (its buffer, or decoded for a text-only out)."""
+    buf = getattr(out, "buffer", None)
+    if buf is not None:
+        out.flush()
+        return buf.write
+    return lambda data: out.write(data.decode("utf-8", "surrogateescape"))
+
+
 def list_queue(cfg, json_mode: bool, out=None) -> int:
     """list_queue - postqueue -p / -j onto out (stdout)."""
     out = out or sys.stdout
-    fmt = MailqText()
+    if not json_mode:
+        return _list_text(cfg, out)
     write = out.write
     try:
         for batch in _batches(cfg):
-            write("".join(map(json_line, batch)) if json_mode else fmt.entries(batch))
+            write("".join(map(json_line, batch)))
     except (ServiceUnavailable, ShowqProtocolError, AttrError) as exc:
         out.flush()
         raise Fatal(f"showq service: {exc}", EX_UNAVAILABLE) from None
-    if not json_mode:
-        write(fmt.finish())
     out.flush()
     return 0
+
+
+def _list_text(cfg, out) -> int:
+    """_list_text - postqueue -p: showq's mailq text (format=mailq), or the queue read here."""
+    qd = queue_dir(cfg)
+    write = _byte_writer(out)
+    sink = _TextSink(write)
+    try:
+        try:
+            conn = _showq_connect(qd.queue_directory, fmt="mailq")
+        except ServiceUnavailable:
+            _check_direct(cfg, qd)
+            items = find_items(qd)
+            for i in range(0, len(items), 512):
+                data, count, size = text_of(qd, items[i:i + 512])
+                sink.text(data, count, size)
+        else:
+            _read_text(conn, sink)
+    except (ServiceUnavailable, ShowqProtocolError, AttrError) as exc:
+        raise Fatal(f"showq service: {exc}", EX_UNAVAILABLE) from None
+    finally:
+        out.flush()
+    write(mailq_trailer(sink.count, sink.size).encode())
+    out.flush()
+    return 0
+
+
+class _TextSink:
+    """Writes mailq text blocks (each after a LF), the header before the first; counts."""
+
+    def __init__(self, write) -> None:
+        self.write = write
+        self.started = False
+        self.count = 0
+        self.size = 0
+
+    def blocks(self, data: bytes) -> None:
+        """blocks - write message blocks, each after a LF."""
+        if not data:
+            return
+        if not self.started:
+            self.started = True
+            data = HEADER_B + data[1:]
+        self.write(data)
+
+    def text(self, data: bytes, count: int, size: int) -> None:
+        """text - write the blocks of count messages (size bytes in all)."""
+        self.blocks(data)
+        self.count += count
+        self.size += size
+
+    def entries(self, batch: list[QueueEntry]) -> None:
+        """entries - write entries (from a showq that sent the wire form)."""
+        self.text(b"".join(entry_text(e, asctime19(e.arrival_time)) for e in batch),
+                  len(batch), sum(e.message_size for e in batch))
+
+    def finish(self, count: int, size: int) -> None:
+        """finish - the totals of showq's end list (checked against what was written)."""
+        if (count > 0) != self.started:
+            raise ShowqProtocolError("message count does not match the listing")
+        self.count, self.size = count, size
+
+
+_TEXT_HEAD = re.compile(rb"text=(0|[1-9]\d{0,9}):")
+
+
+def _read_text(conn: SyncConnection, sink: _TextSink) -> None:
+    """_read_text - copy showq's mailq text lists to sink, until the end list.
+
+    A showq that answers with the wire form (one list per message) is
+    decoded and formatted here."""
+    sock = conn.sock
+    buf = bytearray()
+    try:
+        sock.settimeout(conn.timeout)
+        while True:
+            data = _recv(conn, sock)
+            if not data:
+                if buf:
+                    raise AttrError(f"truncated attribute list: end of stream after {len(buf)} "
+                                    "octets of an unfinished list")
+                raise ShowqProtocolError("showq closed the connection early")
+            buf += data
+            pos = 0
+            while pos < len(buf):
+                m = _TEXT_HEAD.match(buf, pos)
+                if m is None:
+                    if buf.startswith(b"end=", pos):
+                        _text_end(conn, sock, buf[pos:], sink)
+                        return
+                    head = bytes(buf[pos:pos + 16])
+                    if len(head) < 16 and (b"text=".startswith(head[:5])
+                                           or b"end=".startswith(head)):
+                        break             # the head of a list, not complete yet
+                    reader = WireReader()     # the wire form: decode and format here
+                    for batch in _read_batches(conn, reader, bytes(buf[pos:])):
+                        sink.entries(batch)
+                    return
+                end = m.end() + int(m.group(1))
+                if end + 2 > len(buf):
+                    break
+                if buf[end:end + 2] != b",\n":
+                    raise ShowqProtocolError("malformed text list")
+                sink.blocks(bytes(buf[m.end():end]))
+                pos = end + 2
+            del buf[:pos]
+    finally:
+        conn.close()
+
+
+def _recv(conn: SyncConnection, sock) -> bytes:
+    """_recv - the next bytes from showq (ServiceUnavailable on a timeout or error)."""
+    try:
+        return sock.recv(RECV_SIZE)
+    except TimeoutError:
+        raise ServiceUnavailable(conn.endpoint, f"no reply within {conn.timeout:g}s") from None
+    except OSError as exc:
+        raise ServiceUnavailable(conn.endpoint, f"read: {exc.strerror or exc}") from None
+
+
+def _text_end(conn: SyncConnection, sock, data: bytes, sink: _TextSink) -> None:
+    """_text_end - read and check the end list (count, size) that follows the text lists."""
+    dec = AttrDecoder()
+    dec.append(data)
+    while (lst := dec.next_list()) is None:
+        more = _recv(conn, sock)
+        if not more:
+            dec.eof()
+            raise ShowqProtocolError("showq closed the connection early")
+        dec.append(more)
+    if dec.buffered():
+        raise ShowqProtocolError("data after the end of the listing")
+    if lst.get("error"):
+        raise ShowqProtocolError(lst.get("error") or "")
+    try:
+        count, size = int(lst.get("count") or 0), int(lst.get("size") or 0)
+    except ValueError:
+        raise ShowqProtocolError("malformed end of listing") from None
+    sink.finish(count, size)
 
 
 def flush_queue(cfg) -> int:

@@ -261,14 +261,14 @@ def parse_defer_log(text: str) -> dict[str, str]:
     return reasons
 
 
-def read_defer_log(path: str) -> dict[str, str]:
-    """read_defer_log - as report.read_defer_log, with one open and read for a small log."""
+def _defer_data(path: str) -> bytes | None:
+    """_defer_data - the bytes of a defer log (b"" if there is none); None if unreadable."""
     try:
         fd = os.open(path, _RDONLY)
     except (FileNotFoundError, NotADirectoryError):
-        return {}
+        return b""
     except OSError:
-        return report.read_defer_log(path)      # it logs the warning
+        return None
     try:
         data = os.read(fd, 4096)
         if len(data) == 4096:
@@ -282,10 +282,44 @@ def read_defer_log(path: str) -> dict[str, str]:
                 got += len(more)
             data = b"".join(parts)
     except OSError:
-        return report.read_defer_log(path)
+        return None
     finally:
         os.close(fd)
-    return parse_defer_log(data.decode("utf-8", "surrogateescape"))
+    return data
+
+
+def read_defer_log(path: str) -> dict[str, str]:
+    """read_defer_log - as report.read_defer_log, with one open and read for a small log."""
+    data = _defer_data(path)
+    if data is None:
+        return report.read_defer_log(path)      # it logs the warning
+    return parse_defer_log(data.decode("utf-8", "surrogateescape")) if data else {}
+
+
+def _last_bytes(data: bytes, name: bytes) -> bytes | None:
+    """_last_bytes - _last_value() on bytes (the same positions: LF is never inside UTF-8)."""
+    i = data.rfind(b"\n" + name)
+    if i >= 0:
+        start = i + 1 + len(name)
+    elif data.startswith(name):
+        start = len(name)
+    else:
+        return None
+    end = data.find(b"\n", start)
+    return data[start:] if end < 0 else data[start:end]
+
+
+def defer_reason(data: bytes, addr: bytes) -> bytes:
+    """defer_reason - parse_defer_log(data).get(addr, ""), in bytes (UTF-8, surrogateescape)."""
+    blank = data.find(b"\n\n")
+    if blank < 0 or blank == len(data) - 2:
+        rcpt = _last_bytes(data, b"recipient=")
+        if not rcpt or rcpt != addr:
+            return b""
+        return _last_bytes(data, b"reason=") or b""
+    reason = parse_defer_log(data.decode("utf-8", "surrogateescape")).get(
+        addr.decode("utf-8", "surrogateescape"), "")
+    return reason.encode("utf-8", "surrogateescape")
 
 
 class _Scanner:
@@ -295,6 +329,7 @@ class _Scanner:
         self.qd = qd
         self.defer_top = qd.queue_path("defer")
         self.tops: dict[str, str] = {}    # queue -> its top + "/", when hashed like defer
+        self.times: dict[int, bytes] = {}  # arrival second -> asctime19 bytes
 
     def defer_path(self, queue_name: str, qid: str, path: str) -> str:
         """defer_path - the defer log of a message (the file's hash directories when equal)."""
@@ -338,6 +373,53 @@ class _Scanner:
                             len(sender), sender, len(addr), addr, len(rb), rb), 1)
         e = self.entry(queue_name, qid, path)
         return (b"", 0) if e is None else (entry_wire(e), 1)
+
+    def text(self, queue_name: str, qid: str, path: str) -> tuple[bytes, int]:
+        """text - (LF + the message's mailq block, its size); (b"", -1) if vanished or corrupt.
+
+        The block is MailqText's, encoded UTF-8 (surrogateescape).  The usual
+        message (one pending recipient) goes from the file's bytes to the
+        text without a QueueEntry."""
+        try:
+            fd = os.open(path, _RDONLY)
+        except OSError:
+            fd = -1
+        if fd >= 0:
+            try:
+                when, sender, forced, rcpts, size = _parse(os.read(fd, READ_SIZE), fd)
+            except Exception:   # _Slow, OSError, anything odd: the general path decides
+                rcpts = None
+            finally:
+                os.close(fd)
+            if rcpts is not None and len(rcpts) == 1 and not rcpts[0][1]:
+                addr = rcpts[0][0]
+                if queue_name == "maildrop":
+                    reason = b""
+                else:
+                    data = _defer_data(self.defer_path(queue_name, qid, path))
+                    if data is None:
+                        reasons = report.read_defer_log(self.defer_path(queue_name, qid, path))
+                        reason = reasons.get(_text(addr), "").encode("utf-8", "surrogateescape")
+                    else:
+                        reason = defer_reason(data, addr) if data else b""
+                sec = int(when)
+                asc = self.times.get(sec)
+                if asc is None:
+                    if len(self.times) > 65536:
+                        self.times.clear()
+                    asc = self.times[sec] = asctime19(sec).encode()
+                head = b"\n%-17s %8d %s %s\n" % (
+                    qid.encode() + _STATUS.get(queue_name, b" "), size, asc,
+                    sender or _NULL_SENDER)
+                if reason:
+                    n = len(reason) if reason.isascii() else len(_text(reason))
+                    return b"%s%s(%s)\n%s%s\n" % (head, b" " * (REASON_END - n), reason,
+                                                  _INDENT_B, addr), size
+                return b"%s%s%s\n" % (head, _INDENT_B, addr), size
+        e = self.entry(queue_name, qid, path)
+        if e is None:
+            return b"", -1
+        return entry_text(e, asctime19(e.arrival_time)), e.message_size
 
     def entry(self, queue_name: str, qid: str, path: str) -> QueueEntry | None:
         """entry - the listing of one queue file; None if it vanished or is corrupt."""
@@ -423,6 +505,35 @@ def wire_of(qd: QueueDir, items: Iterable[tuple[str, str, str]]) -> tuple[bytes,
             out.append(data)
             count += 1
     return b"".join(out), count
+
+
+def text_of(qd: QueueDir, items: Iterable[tuple[str, str, str]]) -> tuple[bytes, int, int]:
+    """text_of - the mailq text of listing() items (each block after a LF), count, total size."""
+    text = _Scanner(qd).text
+    out = []
+    count = total = 0
+    for queue_name, qid, path in items:
+        data, size = text(queue_name, qid, path)
+        if size >= 0:
+            out.append(data)
+            count += 1
+            total += size
+    return b"".join(out), count, total
+
+
+def find_items(qd: QueueDir, queue_id: str | None = None,
+               queues: Iterable[str] = SHOWQ_QUEUES) -> list[tuple[str, str, str]]:
+    """find_items - listing(), or the items that scan_entries(queue_id=...) reads."""
+    if queue_id is None:
+        return listing(qd, queues)
+    if not qid_ok(queue_id):
+        return []
+    out = []
+    for queue_name in queues:
+        path = qd.path(queue_name, queue_id)
+        if os.path.exists(path):
+            out.append((queue_name, queue_id, path))
+    return out
 
 
 # ---------------------------------------------------------------- the wire
@@ -600,6 +711,31 @@ class WireReader:
 # ---------------------------------------------------------------- mailq text
 
 _INDENT = " " * RCPT_INDENT
+_INDENT_B = _INDENT.encode()
+_STATUS = {name: mark.encode() for name, mark in QUEUE_STATUS.items()}
+_NULL_SENDER = NULL_SENDER.encode()
+
+
+def entry_text(e: QueueEntry, asc: str) -> bytes:
+    """entry_text - LF and the mailq block of an entry (MailqText's), UTF-8 bytes."""
+    out = [f"\n{e.queue_id + QUEUE_STATUS.get(e.queue_name, ' '):<17} {e.message_size:8d} "
+           f"{asc} {e.sender or NULL_SENDER}\n"]
+    add = out.append
+    last = ""
+    for addr, reason in e.recipients:
+        if reason and reason != last:
+            add(" " * (REASON_END - len(reason)) + f"({reason})\n")
+        last = reason
+        add(_INDENT + addr + "\n")
+    return "".join(out).encode("utf-8", "surrogateescape")
+
+
+def mailq_trailer(count: int, total_size: int) -> str:
+    """mailq_trailer - "-- N Kbytes in M Requests." after a LF, or "Mail queue is empty"."""
+    if count == 0:
+        return EMPTY
+    plural = "" if count == 1 else "s"
+    return f"\n-- {total_size // 1024} Kbytes in {count} Request{plural}.\n"
 
 
 class MailqText:
@@ -643,7 +779,4 @@ class MailqText:
 
     def finish(self) -> str:
         """finish - the trailer, or "Mail queue is empty"."""
-        if self.count == 0:
-            return EMPTY
-        plural = "" if self.count == 1 else "s"
-        return f"\n-- {self.total_size // 1024} Kbytes in {self.count} Request{plural}.\n"
+        return mailq_trailer(self.count, self.total_size)

@@ -48,14 +48,12 @@ import os
 import signal
 import struct
 import sys
-from collections.abc import Iterator
 
 from postel import log
 from postel.ipc.attr import AttrError, encode, read_attrs
 from postel.ipc.skeleton import ServiceContext, multi_server_main
 from postel.queue import QueueDir
-from postel.queue.report import QueueEntry
-from postel.queue.scan import entries_of, entry_wire, listing, scan_entries, wire_of
+from postel.queue.scan import find_items, text_of, wire_of
 
 BATCH = 256               # messages per write
 REQUEST_TIMEOUT = 60.0    # seconds to wait for the client's request
@@ -63,7 +61,7 @@ PARALLEL_MIN = 4000       # messages from which the queue is read by worker proc
 WORKERS = min(4, os.cpu_count() or 1)
 BLOCK = 512               # messages per worker block
 PIPE_SIZE = 1 << 20       # pipe buffer asked for (a worker may run this far ahead)
-_HEAD = struct.Struct("!II")  # block header: bytes, entries
+_HEAD = struct.Struct("!IIQ")  # block header: bytes, entries, total message size
 
 
 def queue_dir(cfg) -> QueueDir:
@@ -72,15 +70,19 @@ def queue_dir(cfg) -> QueueDir:
                     cfg.get_int("hash_queue_depth"))
 
 
-def _next_batch(it: Iterator[QueueEntry], counter: list[int]) -> bytes:
-    """_next_batch - the wire bytes of up to BATCH entries (b"" at the end)."""
-    out = []
-    for entry in it:
-        out.append(entry_wire(entry))
-        counter[0] += 1
-        if len(out) >= BATCH:
-            break
-    return b"".join(out)
+def _wire_block(qd: QueueDir, items: list) -> tuple[bytes, int, int]:
+    """_wire_block - the wire lists of some listing items, their number, 0."""
+    data, count = wire_of(qd, items)
+    return data, count, 0
+
+
+def _text_block(qd: QueueDir, items: list) -> tuple[bytes, int, int]:
+    """_text_block - one "text" list holding the mailq text of some items, count, size."""
+    data, count, size = text_of(qd, items)
+    return (b"text=%d:%s,\n" % (len(data), data) if count else b""), count, size
+
+
+ENCODERS = {"": _wire_block, "mailq": _text_block}
 
 
 async def serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
@@ -93,36 +95,35 @@ async def serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
     except AttrError as exc:
         log.warning("malformed request: %s", exc)
         return
-    if request.get("request") != "list":
-        log.warning("unknown request: %r", request.get("request"))
-        writer.write(encode({"end": 1, "count": 0, "error": "unknown request"}))
+    encoder = ENCODERS.get(request.get("format") or "")
+    if request.get("request") != "list" or encoder is None:
+        what = "format" if encoder is None else "request"
+        log.warning("unknown %s: %r", what, request.get(what))
+        writer.write(encode({"end": 1, "count": 0, "error": f"unknown {what}"}))
         await writer.drain()
         return
     qd = ctx.state.get("qd") or queue_dir(ctx.cfg)
     ctx.state["qd"] = qd
-    counter = [0]
-    queue_id = request.get("queue_id") or None
-    items = None if queue_id or WORKERS < 2 else await asyncio.to_thread(listing, qd)
-    if items is not None and len(items) >= PARALLEL_MIN:
-        await _serve_parallel(writer, qd, items, counter)
+    items = await asyncio.to_thread(find_items, qd, request.get("queue_id") or None)
+    if WORKERS >= 2 and len(items) >= PARALLEL_MIN:
+        count, size = await _serve_parallel(writer, qd, items, encoder)
     else:
-        it = entries_of(qd, items) if items is not None else scan_entries(qd, queue_id=queue_id)
-        while True:
-            batch = await asyncio.to_thread(_next_batch, it, counter)
-            if not batch:
-                break
-            writer.write(batch)
-            await writer.drain()
-    writer.write(encode({"end": 1, "count": counter[0]}))
+        count = size = 0
+        for i in range(0, len(items), BATCH):
+            data, n, z = await asyncio.to_thread(encoder, qd, items[i:i + BATCH])
+            count += n
+            size += z
+            if data:
+                writer.write(data)
+                await writer.drain()
+    end: dict[str, object] = {"end": 1, "count": count}
+    if encoder is _text_block:
+        end["size"] = size
+    writer.write(encode(end))
     await writer.drain()
 
 
-def _encode_block(qd: QueueDir, items: list) -> tuple[bytes, int]:
-    """_encode_block - the wire bytes and the number of entries of some listing items."""
-    return wire_of(qd, items)
-
-
-def _worker(fd: int, qd: QueueDir, blocks: list[list]) -> None:
+def _worker(fd: int, qd: QueueDir, blocks: list[list], encoder) -> None:
     """_worker - in a forked process: encode blocks into the pipe, then exit."""
     status = 1
     try:
@@ -131,8 +132,8 @@ def _worker(fd: int, qd: QueueDir, blocks: list[list]) -> None:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
                 signal.signal(sig, signal.SIG_DFL)
         for items in blocks:
-            data, count = _encode_block(qd, items)
-            view = memoryview(_HEAD.pack(len(data), count) + data)
+            data, count, size = encoder(qd, items)
+            view = memoryview(_HEAD.pack(len(data), count, size) + data)
             while view:
                 view = view[os.write(fd, view):]
         status = 0
@@ -143,8 +144,9 @@ def _worker(fd: int, qd: QueueDir, blocks: list[list]) -> None:
 class _Workers:
     """Forked block encoders and their pipes (see DESCRIPTION)."""
 
-    def __init__(self, qd: QueueDir, items: list) -> None:
+    def __init__(self, qd: QueueDir, items: list, encoder) -> None:
         self.qd = qd
+        self.encoder = encoder
         self.blocks = [items[i:i + BLOCK] for i in range(0, len(items), BLOCK)]
         self.pids: list[int] = []
         self.fds: list[int] = []
@@ -161,7 +163,7 @@ class _Workers:
                 continue
             if pid == 0:
                 os.close(rfd)
-                _worker(wfd, qd, self.blocks[w::WORKERS])
+                _worker(wfd, qd, self.blocks[w::WORKERS], encoder)
             os.close(wfd)
             self.pids.append(pid)
             self.fds.append(rfd)
@@ -177,24 +179,24 @@ class _Workers:
             n -= len(data)
         return b"".join(parts)
 
-    def block(self, i: int) -> tuple[bytes, int]:
-        """block - block i: from its worker, or encoded here when that worker failed."""
+    def block(self, i: int) -> tuple[bytes, int, int]:
+        """block - block i (bytes, entries, size): from its worker, or encoded here if it failed."""
         w = i % WORKERS
         fd = self.fds[w]
         if fd >= 0:
             try:
                 head = self._read(fd, _HEAD.size)
                 if head is not None:
-                    size, count = _HEAD.unpack(head)
-                    data = self._read(fd, size)
+                    length, count, size = _HEAD.unpack(head)
+                    data = self._read(fd, length)
                     if data is not None:
-                        return data, count
+                        return data, count, size
             except OSError:
                 pass
             log.warning("listing worker %d failed: showq reads its part itself", w)
             os.close(fd)
             self.fds[w] = -1
-        return _encode_block(self.qd, self.blocks[i])
+        return self.encoder(self.qd, self.blocks[i])
 
     def close(self) -> None:
         """close - stop and reap the workers, close the pipes."""
@@ -211,18 +213,21 @@ class _Workers:
 
 
 async def _serve_parallel(writer: asyncio.StreamWriter, qd: QueueDir, items: list,
-                          counter: list[int]) -> None:
-    """_serve_parallel - stream a large listing encoded by forked workers."""
-    workers = _Workers(qd, items)
+                          encoder) -> tuple[int, int]:
+    """_serve_parallel - stream a large listing encoded by forked workers; (count, size)."""
+    workers = _Workers(qd, items, encoder)
+    count = size = 0
     try:
         for i in range(len(workers.blocks)):
-            data, count = await asyncio.to_thread(workers.block, i)
-            counter[0] += count
+            data, n, z = await asyncio.to_thread(workers.block, i)
+            count += n
+            size += z
             if data:
                 writer.write(data)
                 await writer.drain()
     finally:
         await asyncio.to_thread(workers.close)
+    return count, size
 
 
 def main(argv: list[str] | None = None) -> int:
