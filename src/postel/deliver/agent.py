@@ -54,6 +54,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 
 from postel import log
+from postel.deliver.qfcache import CachingReader
 from postel.deliver.request import (
     FLAG_VERIFY,
     RCPT_SENT,
@@ -88,7 +89,7 @@ def queue_dir_of(ctx: ServiceContext) -> QueueDir:
 def _open_queue_file(path: str) -> tuple[QueueFileReader | None, str]:
     """_open_queue_file - the reader, or None and the reason it cannot be read."""
     try:
-        return QueueFileReader(path), ""
+        return CachingReader(path), ""
     except FileNotFoundError:
         return None, "queue file is missing"
     except QueueFileCorrupt as exc:
