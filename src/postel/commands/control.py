@@ -96,6 +96,7 @@ QUEUE_DIRS: dict[str, tuple[int, str, bool]] = {
     "public": (0o2710, "owner", True),
     "private": (0o700, "owner", False),
     "pid": (0o755, "root", False),
+    "recycle": (0o700, "owner", False),
 }
 # unprivileged instance: everything belongs to the one user
 UNPRIV_MODES = {"pid": 0o755, "public": 0o710}

@@ -29,7 +29,9 @@ DESCRIPTION
     -S            The same as -s (Postfix's inode check has no meaning for
                   Postel queue IDs).
     -p            Purge temporary files left over after a crash (older than
-                  two hours).
+                  two hours), and the files of delivered messages kept in
+                  recycle/ for reuse (a Postel extension, see
+                  docs/queue.md).
 
     Each of -d -h -H -r may be repeated.  A queue_id of "-" reads queue IDs
     from standard input, one per line; "ALL" (upper case) selects every
@@ -76,6 +78,7 @@ from postel.queue import (
     QueueFileReader,
     new_qid,
     qid_ok,
+    recycle,
 )
 
 PROG = "postsuper"
@@ -246,6 +249,10 @@ def purge(qd: QueueDir) -> int:
     removed = qd.purge_temp()
     if removed:
         say(PROG, f"Deleted: {len(removed)} temporary file" + ("" if len(removed) == 1 else "s"))
+    # Files kept for reuse (queue/recycle.py) hold delivered mail until reused.
+    kept = recycle.purge(qd.queue_directory)
+    if kept:
+        say(PROG, f"Deleted: {kept} recycled queue file" + ("" if kept == 1 else "s"))
     return len(removed)
 
 

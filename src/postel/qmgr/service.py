@@ -101,6 +101,7 @@ from postel.qmgr.sched import Job, Msg, Scheduler, TransportParams
 from postel.queue import QueueDir, QueueFileCorrupt, QueueFileReader
 from postel.queue.commit import syncfs, syncfs_unavailable
 from postel.queue.qid import qid_hash
+from postel.queue.recycle import Recycler
 
 INCOMING_POLL = 1.0          # seconds between incoming scans without triggers
 
@@ -252,6 +253,10 @@ class Qmgr:
         cfg = self.cfg = ctx.cfg
         self.qd = QueueDir(cfg.get("queue_directory"), cfg.get("hash_queue_names"),
                            int(cfg.get("hash_queue_depth") or 1))
+        recycle_limit = _param(cfg, "queue_file_recycle_limit", "int", 500)
+        if recycle_limit > 0:
+            size = _param(cfg, "queue_file_recycle_size", "int", 65536)
+            self.qd.recycler = Recycler(self.qd, recycle_limit, size)
         self.active_limit = _param(cfg, "qmgr_message_active_limit", "int", 20000)
         self.run_delay = _param(cfg, "queue_run_delay", "time", 300.0)
         self.min_backoff = _param(cfg, "minimal_backoff_time", "time", 300.0)
@@ -651,8 +656,11 @@ class Qmgr:
         if defer_log:
             with contextlib.suppress(OSError):
                 os.unlink(self._path("defer", qid))
+        path = self._path("active", qid)
+        recycler = self.qd.recycler
         try:
-            os.unlink(self._path("active", qid))
+            if recycler is None or not recycler.put(path):
+                os.unlink(path)
         except FileNotFoundError:
             return
         log.info("%s: removed", qid)

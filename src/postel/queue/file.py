@@ -195,6 +195,7 @@ class QueueFileWriter:
         self._rcpt_count = 0
         self._attr_count = 0
         self._pending = b""              # incomplete last line of write_content
+        self._old_size = 0               # size of a recycled file before it was reused
         self.message_size = 0
         if not lazy:
             self._open()
@@ -202,15 +203,25 @@ class QueueFileWriter:
         self._offset = len(_SIZE_ZERO)
 
     def _open(self) -> None:
-        """_open - create the temporary file (and a missing hashed subdirectory)."""
+        """_open - create the temporary file (and a missing hashed subdirectory).
+
+        With a recycler on the queue directory (recycle.py), a kept file of a
+        delivered message is renamed into place instead, when there is one."""
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         try:
+            owner = self.qd.root_owner_fix(self.queue_name)
+            recycler = self.qd.recycler
+            if recycler is not None and self.queue_name != "maildrop":
+                fd, self._old_size = recycler.take(self.temp_path,
+                                                   owner[0] if owner is not None else None)
+                if fd >= 0:
+                    self._fd = fd
+                    return
             try:
                 self._fd = os.open(self.temp_path, flags, 0o600)
             except FileNotFoundError:
                 self.qd.ensure_dir(self.queue_name, self.qid)
                 self._fd = os.open(self.temp_path, flags, 0o600)
-            owner = self.qd.root_owner_fix(self.queue_name)
             if owner is not None:
                 os.fchown(self._fd, *owner)
         except OSError as exc:
@@ -536,6 +547,12 @@ class QueueFileWriter:
                 _pwrite_all(self._fd, rec.encode(rec.REC_TYPE_SIZE, size), 0)
             except OSError as exc:
                 self._io_error(exc, "write")
+        if self._old_size > self._offset:
+            # A recycled file was longer: cut the old tail (before the fsync).
+            try:
+                os.ftruncate(self._fd, self._offset)
+            except OSError as exc:
+                self._io_error(exc, "truncate")
         self._state = _FINISHED
 
     def sync_file(self, *, fsync: bool = True) -> None:

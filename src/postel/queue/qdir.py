@@ -27,6 +27,8 @@ DESCRIPTION
         public    client-accessible service sockets, mode 0710
         private   internal service sockets
         pid       master.pid and friends, mode 0755
+        recycle   files of delivered messages kept for reuse (recycle.py;
+                  a Postel extension)
 
     All others have mode 0700.  The queues listed in hash_queue_names are
     split into hash_queue_depth levels of subdirectories named 0-F (see
@@ -92,6 +94,7 @@ QUEUE_MODES: dict[str, tuple[int, bool]] = {
     "public": (0o710, True),
     "private": (0o700, False),
     "pid": (0o755, False),
+    "recycle": (0o700, False),
 }
 QUEUE_NAMES = tuple(QUEUE_MODES)
 # Queues whose files are named by queue ID.
@@ -147,6 +150,7 @@ class QueueDir:
         self._owners: dict[str, tuple[int, int]] = {}
         self._space: tuple[float, int] | None = None
         self._tops: dict[str, str] = {}  # queue name -> its top directory
+        self.recycler = None             # recycle.Recycler: files kept for reuse
 
     @classmethod
     def from_params(cls, params: Mapping[str, str]) -> QueueDir:
