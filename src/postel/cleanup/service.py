@@ -298,13 +298,15 @@ class Job:
                 if "map_ok" in self.flags:
                     sender = svc.maps.canonical(sender, "envelope_sender")
                 sender = svc.maps.masquerade(sender, "envelope_sender")
+            rewritten = await self._rewrite_rcpts(rcpts)
             for i, rcpt in enumerate(rcpts):
                 orcpt = orcpts[i] if i < len(orcpts) else ""
                 try:
                     notify = int(notifies[i]) if i < len(notifies) else 0
                 except ValueError:
                     notify = 0
-                await self.add_recipient(rcpt, orcpt, notify)
+                await self.add_recipient(rcpt, orcpt, notify,
+                                         rewritten[i] if rewritten is not None else None)
         except (TableUnavailable, TableError) as exc:
             log.warning("%s: %s", self.qid, exc)
             self.fail(R_LOOKUP)
@@ -331,11 +333,36 @@ class Job:
             st.rewrite = svc.rewrite_header_addr
         self.state = st
 
-    async def add_recipient(self, rcpt: str, orcpt: str = "", notify: int = 0) -> None:
-        """add_recipient - rewrite, map, expand and de-duplicate one recipient."""
+    async def _rewrite_rcpts(self, rcpts: list[str]) -> list[str] | None:
+        """_rewrite_rcpts - the envelope recipients rewritten in one pipelined exchange.
+
+        None when there is only one (add_recipient asks for it), when the
+        rewrite client has no rewrite_internal_many (a test double), or when
+        the exchange failed: add_recipient then asks for each recipient, and
+        a failure is reported as it always was.  As rewrite_envelope, an
+        empty address is not sent."""
+        if len(rcpts) < 2:
+            return None
+        many = getattr(self.svc.rewrite_client, "rewrite_internal_many", None)
+        if many is None:
+            return None
+        asked = [r for r in rcpts if r]
+        try:
+            answers = iter(await many(self.context, asked) if asked else [])
+        except Exception:       # noqa: BLE001 - the one-by-one path reports it
+            return None
+        return [next(answers) if r else r for r in rcpts]
+
+    async def add_recipient(self, rcpt: str, orcpt: str = "", notify: int = 0,
+                            rewritten: str | None = None) -> None:
+        """add_recipient - rewrite, map, expand and de-duplicate one recipient.
+
+        rewritten: the recipient already rewritten by trivial-rewrite (the
+        envelope's recipients are asked for together), else it is asked here."""
         svc = self.svc
         orig = rcpt
-        addr = await svc.rewrite_envelope(self.context, rcpt)
+        addr = rewritten if rewritten is not None else \
+            await svc.rewrite_envelope(self.context, rcpt)
         if "map_ok" in self.flags:
             addr = svc.maps.canonical(addr, "envelope_recipient")
         addr = svc.maps.masquerade(addr, "envelope_recipient")
