@@ -165,3 +165,20 @@ def test_stream_output_to_writer(tmp_path):
     buf = io.StringIO()
     assert postqueue.list_queue(load_config(cfg_dir), json_mode=False, out=buf) == 0
     assert buf.getvalue().endswith("-- 0 Kbytes in 5 Requests.\n")
+
+
+def test_postqueue_text_constants_match_report():
+    """postqueue -p keeps its own copy of the header and trailer (no queue import on its path)."""
+    from postel.queue import report, scan
+    assert postqueue.HEADER_B == report.HEADER.encode()
+    for count, size in ((0, 0), (1, 1023), (2, 1024), (5, 10**9)):
+        assert postqueue.mailq_trailer(count, size) == scan.mailq_trailer(count, size).encode()
+
+
+def test_postqueue_p_imports_no_queue_module():
+    import subprocess
+    import sys
+    code = ("import sys, postel.commands.postqueue; "
+            "print(sorted(m for m in sys.modules if m.startswith('postel.queue')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

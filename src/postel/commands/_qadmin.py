@@ -22,7 +22,10 @@ import pwd
 import sys
 
 from postel import log
-from postel.queue import QueueDir
+
+TYPE_CHECKING = False      # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from postel.queue import QueueDir
 
 EX_USAGE = 64
 EX_NOINPUT = 66
@@ -79,6 +82,7 @@ def maillog_writable(path: str) -> bool:
 
 def queue_dir(cfg) -> QueueDir:
     """queue_dir - the QueueDir that main.cf describes (Fatal on a bad setting)."""
+    from postel.queue import QueueDir  # here: postqueue -p through showq never needs it
     try:
         return QueueDir(cfg.get("queue_directory"), cfg.get("hash_queue_names"),
                         cfg.get_int("hash_queue_depth"))

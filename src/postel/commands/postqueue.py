@@ -63,16 +63,14 @@ from postel.commands._qadmin import (
 )
 from postel.ipc.attr import AttrDecoder, AttrError
 from postel.ipc.client import ServiceUnavailable, SyncConnection, service_path
-from postel.queue import qid_ok
-from postel.queue.report import HEADER, QueueEntry, ShowqProtocolError, asctime19, json_line
-from postel.queue.scan import (
-    WireReader,
-    entry_text,
-    find_items,
-    mailq_trailer,
-    scan_entries,
-    text_of,
-)
+
+# postqueue -p through showq imports nothing from postel.queue (its package
+# pulls in the queue file reader and writer): the other paths import
+# queue.report and queue.scan where they need them.
+TYPE_CHECKING = False      # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from postel.queue.report import QueueEntry
+    from postel.queue.scan import WireReader
 
 PROG = "postqueue"
 USAGE = "usage: postqueue -f | postqueue -i queue_id | postqueue -j | postqueue -p | postqueue -s site"
@@ -81,7 +79,21 @@ SHOWQ_TIMEOUT = 3600.0
 RECV_SIZE = 1 << 18
 DOWN = "Queue report unavailable - mail system is down"
 FLUSH_DOWN = "Cannot flush mail queue - mail system is down"
-HEADER_B = HEADER.encode()
+# queue.report's HEADER and trailer (a test checks that they agree).
+HEADER_B = b"----Queue ID----- --Size-- ---Arrival Time---- --Sender/Recipient------\n"
+EMPTY_B = b"Mail queue is empty\n"
+
+
+class ShowqError(Exception):
+    """The showq stream of postqueue -p is malformed."""
+
+
+def mailq_trailer(count: int, total_size: int) -> bytes:
+    """mailq_trailer - "-- N Kbytes in M Requests." after a LF, or "Mail queue is empty"."""
+    if count == 0:
+        return EMPTY_B
+    return b"\n-- %d Kbytes in %d Request%s.\n" % (total_size // 1024, count,
+                                                   b"" if count == 1 else b"s")
 
 
 def _parse(argv: list[str]) -> tuple[str, str, str | None]:
@@ -163,7 +175,9 @@ def _read_batches(conn: SyncConnection, reader: WireReader | None = None,
     """_read_batches - decode entries as they arrive (a list per read), until the end marker.
 
     first: bytes already read from the connection."""
-    reader = reader or WireReader()
+    if reader is None:
+        from postel.queue.scan import WireReader
+        reader = WireReader()
     sock = conn.sock
     try:
         sock.settimeout(conn.timeout)
@@ -191,6 +205,7 @@ def _read_batches(conn: SyncConnection, reader: WireReader | None = None,
 
 def _batches(cfg) -> Iterator[list[QueueEntry]]:
     """_batches - lists of entries from showq, or directly from the queue for privileged users."""
+    from postel.queue.scan import scan_entries
     qd = queue_dir(cfg)
     try:
         conn = _showq_connect(qd.queue_directory)
@@ -228,6 +243,7 @@ def list_queue(cfg, json_mode: bool, out=None) -> int:
     out = out or sys.stdout
     if not json_mode:
         return _list_text(cfg, out)
+    from postel.queue.report import ShowqProtocolError, json_line
     write = out.write
     try:
         for batch in _batches(cfg):
@@ -241,27 +257,33 @@ def list_queue(cfg, json_mode: bool, out=None) -> int:
 
 def _list_text(cfg, out) -> int:
     """_list_text - postqueue -p: showq's mailq text (format=mailq), or the queue read here."""
-    qd = queue_dir(cfg)
     write = _byte_writer(out)
     sink = _TextSink(write)
     try:
         try:
-            conn = _showq_connect(qd.queue_directory, fmt="mailq")
+            queue_directory = os.path.abspath(cfg.get("queue_directory"))
+            conn = _showq_connect(queue_directory, fmt="mailq")
         except ServiceUnavailable:
-            _check_direct(cfg, qd)
-            items = find_items(qd)
-            for i in range(0, len(items), 512):
-                data, count, size = text_of(qd, items[i:i + 512])
-                sink.text(data, count, size)
+            _list_direct(cfg, sink)
         else:
             _read_text(conn, sink)
-    except (ServiceUnavailable, ShowqProtocolError, AttrError) as exc:
+    except (ServiceUnavailable, ShowqError, AttrError) as exc:
         raise Fatal(f"showq service: {exc}", EX_UNAVAILABLE) from None
     finally:
         out.flush()
-    write(mailq_trailer(sink.count, sink.size).encode())
+    write(mailq_trailer(sink.count, sink.size))
     out.flush()
     return 0
+
+
+def _list_direct(cfg, sink: _TextSink) -> None:
+    """_list_direct - the mailq text of the queue read here (privileged users only)."""
+    from postel.queue.scan import find_items, text_of
+    qd = queue_dir(cfg)
+    _check_direct(cfg, qd)
+    items = find_items(qd)
+    for i in range(0, len(items), 512):
+        sink.text(*text_of(qd, items[i:i + 512]))
 
 
 class _TextSink:
@@ -290,13 +312,15 @@ class _TextSink:
 
     def entries(self, batch: list[QueueEntry]) -> None:
         """entries - write entries (from a showq that sent the wire form)."""
+        from postel.queue.report import asctime19
+        from postel.queue.scan import entry_text
         self.text(b"".join(entry_text(e, asctime19(e.arrival_time)) for e in batch),
                   len(batch), sum(e.message_size for e in batch))
 
     def finish(self, count: int, size: int) -> None:
         """finish - the totals of showq's end list (checked against what was written)."""
         if (count > 0) != self.started:
-            raise ShowqProtocolError("message count does not match the listing")
+            raise ShowqError("message count does not match the listing")
         self.count, self.size = count, size
 
 
@@ -318,7 +342,7 @@ def _read_text(conn: SyncConnection, sink: _TextSink) -> None:
                 if buf:
                     raise AttrError(f"truncated attribute list: end of stream after {len(buf)} "
                                     "octets of an unfinished list")
-                raise ShowqProtocolError("showq closed the connection early")
+                raise ShowqError("showq closed the connection early")
             buf += data
             pos = 0
             while pos < len(buf):
@@ -331,20 +355,28 @@ def _read_text(conn: SyncConnection, sink: _TextSink) -> None:
                     if len(head) < 16 and (b"text=".startswith(head[:5])
                                            or b"end=".startswith(head)):
                         break             # the head of a list, not complete yet
-                    reader = WireReader()     # the wire form: decode and format here
-                    for batch in _read_batches(conn, reader, bytes(buf[pos:])):
-                        sink.entries(batch)
+                    _read_wire(conn, sink, bytes(buf[pos:]))
                     return
                 end = m.end() + int(m.group(1))
                 if end + 2 > len(buf):
                     break
                 if buf[end:end + 2] != b",\n":
-                    raise ShowqProtocolError("malformed text list")
+                    raise ShowqError("malformed text list")
                 sink.blocks(bytes(buf[m.end():end]))
                 pos = end + 2
             del buf[:pos]
     finally:
         conn.close()
+
+
+def _read_wire(conn: SyncConnection, sink: _TextSink, first: bytes) -> None:
+    """_read_wire - a showq that sent the wire form: decode and format its entries here."""
+    from postel.queue.report import ShowqProtocolError
+    try:
+        for batch in _read_batches(conn, None, first):
+            sink.entries(batch)
+    except ShowqProtocolError as exc:
+        raise ShowqError(str(exc)) from None
 
 
 def _recv(conn: SyncConnection, sock) -> bytes:
@@ -365,16 +397,16 @@ def _text_end(conn: SyncConnection, sock, data: bytes, sink: _TextSink) -> None:
         more = _recv(conn, sock)
         if not more:
             dec.eof()
-            raise ShowqProtocolError("showq closed the connection early")
+            raise ShowqError("showq closed the connection early")
         dec.append(more)
     if dec.buffered():
-        raise ShowqProtocolError("data after the end of the listing")
+        raise ShowqError("data after the end of the listing")
     if lst.get("error"):
-        raise ShowqProtocolError(lst.get("error") or "")
+        raise ShowqError(lst.get("error") or "")
     try:
         count, size = int(lst.get("count") or 0), int(lst.get("size") or 0)
     except ValueError:
-        raise ShowqProtocolError("malformed end of listing") from None
+        raise ShowqError("malformed end of listing") from None
     sink.finish(count, size)
 
 
@@ -411,6 +443,7 @@ def flush_site(cfg, site: str) -> int:
 
 def flush_file(cfg, qid: str) -> int:
     """flush_file - postqueue -i queue_id."""
+    from postel.queue import qid_ok
     if not qid_ok(qid):
         raise Fatal(f"invalid queue ID: \"{qid}\"", EX_USAGE)
     from postel.ipc import flush_client
