@@ -421,12 +421,19 @@ class Qmgr:
                            dfxp=dfxp)
             log.info("%s: from=<%s>, size=%d, nrcpt=%d (queue active)", qid, env.sender,
                      qf.message_size, len(qf.recipients))
+            # A fresh attempt: empty the defer log.  Truncated rather than
+            # deleted: a message deferred again appends to the same file, so
+            # no inode is released and allocated again for every retry (see
+            # "Recycling queue files" in docs/queue.md); finish() deletes it
+            # when the message leaves the queue.
             try:
-                os.unlink(self._path("defer", qid))      # a fresh attempt
+                os.truncate(self._path("defer", qid), 0)
             except FileNotFoundError:
                 pass
             except OSError:
                 self._defer_log_left.add(qid)           # finish() tries again
+            else:
+                self._defer_log_left.add(qid)
             msg = Msg(qid, data=data)
             self.active[qid] = msg
             await self._schedule_slice(msg, qf, now)
@@ -647,8 +654,8 @@ class Qmgr:
             return
         if os.path.exists(self._path("trace", qid)):
             await self._bounce_call("trace_flush", data)
-        # No recipient was deferred since activation removed the defer log, so
-        # there is none (unless that removal failed): one unlink per message.
+        # No recipient was deferred since activation emptied the defer log:
+        # it exists only if the message had one before (left).
         self._remove(qid, defer_log=left)
 
     def _remove(self, qid: str, defer_log: bool = True) -> None:
