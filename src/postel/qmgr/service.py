@@ -464,8 +464,10 @@ class Qmgr:
         data: MsgData = msg.data
         self._read_slice(data, qf)
         routes, outcomes = [], []
-        for rcpt in data.rcpts:
-            route = await self.route(qf.envelope, rcpt, data, qf)
+        resolved = await self._resolve_slice(data.rcpts, qf.envelope.sender)
+        for i, rcpt in enumerate(data.rcpts):
+            route = await self.route(qf.envelope, rcpt, data, qf,
+                                     resolved[i] if resolved is not None else None)
             if isinstance(route, str):
                 outcomes.append(route)
             else:
@@ -490,11 +492,32 @@ class Qmgr:
         finally:
             qf.close()
 
-    async def route(self, env, rcpt: DeliverRcpt, data: MsgData, qf) -> tuple | str:
-        """route - (transport, nexthop, rcpt), or "deferred"/"bounced" when handled here."""
+    async def _resolve_slice(self, rcpts: list[DeliverRcpt], sender: str) -> list | None:
+        """_resolve_slice - trivial-rewrite's answers for a slice, asked in one pipelined exchange.
+
+        None when the slice has one recipient or the exchange failed: route()
+        then asks for each recipient itself (and handles a failure per
+        recipient, as before)."""
+        if len(rcpts) < 2:
+            return None
+        if self.rewrite is None:
+            from postel.ipc.rewrite_client import RewriteClient
+            self.rewrite = RewriteClient(self.qd.queue_directory, cache_size=10000,
+                                         cache_ttl=60.0)
+        try:
+            return await self.rewrite.resolve_many([r.address for r in rcpts], sender)
+        except Exception:       # noqa: BLE001 - the one-by-one path reports it
+            return None
+
+    async def route(self, env, rcpt: DeliverRcpt, data: MsgData, qf,
+                    resolved=None) -> tuple | str:
+        """route - (transport, nexthop, rcpt), or "deferred"/"bounced" when handled here.
+
+        resolved: trivial-rewrite's answer when already asked (_resolve_slice)."""
         filt = env.content_filter
         try:
-            r = await self._resolve(rcpt.address, env.sender)
+            r = resolved if resolved is not None else await self._resolve(rcpt.address,
+                                                                           env.sender)
         except (ServiceUnavailable, OSError, RequestError) as exc:
             return self._immediate(data, rcpt, "defer", "4.3.0",
                                    f"address resolver failure: {exc}", qf)
