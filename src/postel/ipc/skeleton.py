@@ -128,6 +128,7 @@ STAT_USED = ord("U")
 DEFAULT_CONCURRENCY = 200
 ORPHAN_DRAIN_LIMIT = 5.0    # seconds of draining after master has gone
 TRIGGER_MAX = 1024          # bytes read from one trigger request
+ACCEPT_BATCH = 64           # connections accepted per listener readiness callback
 TRIGGER_TIMEOUT = 10.0      # seconds to wait for a unix-socket trigger's bytes
 
 ClientHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "ServiceContext"], Awaitable[None]]
@@ -538,7 +539,14 @@ class _Server:
             await self._accept_loop(handle, self._pass_conn if kind == "pass" else self._client)
 
     async def _accept_loop(self, sock: socket.socket, serve) -> None:
-        """_accept_loop - accept while below the concurrency bound."""
+        """_accept_loop - accept while below the concurrency bound.
+
+        The listener stays registered with the event loop while the process
+        has a free slot, and connections are accepted in the readiness
+        callback itself: no epoll_ctl() add/remove and no task wake-up per
+        connection (prefork processes share the listener, and each of them
+        wakes for every connection).  It is unregistered only while the
+        process is busy, or for a second after an accept error."""
         loop = asyncio.get_running_loop()
         # socket.accept() converts family and type to enums for every
         # connection; the listener's numbers are known once.
@@ -549,38 +557,67 @@ class _Server:
         direct = self.handler if serve == self._client and self.takes_socket else None
         ctx = self.ctx
         slot_free = self.slot_free
-        while True:
-            if not slot_free.is_set():
-                await slot_free.wait()
-            try:
-                fd, _addr = sock._accept()
-            except (BlockingIOError, InterruptedError):
-                await self._readable(loop, sock)
-                continue
-            except ConnectionAbortedError:
-                continue
-            except OSError as exc:
-                log.warning("accept: %s", exc.strerror or exc)
-                await asyncio.sleep(1)
-                continue
-            conn = new_socket(family, stype, proto, fileno=fd)
-            if direct is not None:
+        stopped = asyncio.Event()        # the callback gave up: busy, or an error
+        failed = False
+        fd = sock.fileno()
+        accept = sock._accept
+
+        def ready() -> None:
+            """accept what is pending (bounded), start a task for each."""
+            nonlocal failed
+            for _ in range(ACCEPT_BATCH):
+                if not slot_free.is_set():
+                    break
                 try:
-                    coro = direct(conn, ctx)
-                except Exception as exc:
-                    self._log_failure(exc)
+                    cfd, _addr = accept()
+                except (BlockingIOError, InterruptedError):
+                    return
+                except ConnectionAbortedError:
                     continue
-                if not asyncio.iscoroutine(coro):
+                except OSError as exc:
+                    if sock.fileno() < 0:
+                        break            # closed at stop: the task ends soon
+                    log.warning("accept: %s", exc.strerror or exc)
+                    failed = True
+                    break
+                conn = new_socket(family, stype, proto, fileno=cfd)
+                if direct is not None:
+                    try:
+                        coro = direct(conn, ctx)
+                    except Exception as exc:
+                        self._log_failure(exc)
+                        continue
+                    if not asyncio.iscoroutine(coro):
+                        continue
+                    self._begin()
+                    task = loop.create_task(coro)
+                    self.tasks.add(task)
+                    task.add_done_callback(self._client_done)
                     continue
                 self._begin()
-                task = loop.create_task(coro)
+                task = loop.create_task(serve(conn))
                 self.tasks.add(task)
-                task.add_done_callback(self._client_done)
-                continue
-            self._begin()
-            task = loop.create_task(serve(conn))
-            self.tasks.add(task)
-            task.add_done_callback(self._task_done)
+                task.add_done_callback(self._task_done)
+            else:
+                return                   # more may wait: the next callback takes them
+            loop.remove_reader(fd)
+            stopped.set()
+
+        try:
+            while True:
+                if not slot_free.is_set():
+                    await slot_free.wait()
+                if sock.fileno() < 0:
+                    return               # closed at stop
+                stopped.clear()
+                loop.add_reader(fd, ready)
+                await stopped.wait()
+                if failed:
+                    failed = False
+                    await asyncio.sleep(1)
+        finally:
+            with contextlib.suppress(Exception):
+                loop.remove_reader(fd)
 
     def _task_done(self, task: asyncio.Task) -> None:
         self.tasks.discard(task)
@@ -601,18 +638,6 @@ class _Server:
         if self.ctx.verbose:
             for line in "".join(traceback.format_exception(exc)).splitlines():
                 log.warning("%s", line)
-
-    @staticmethod
-    async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
-        """_readable - wait until a listener has a connection to accept."""
-        fd = sock.fileno()          # (-1 once the listener is closed at stop)
-        fut = loop.create_future()
-        loop.add_reader(fd, _set_done, fut)
-        try:
-            await fut
-        finally:
-            with contextlib.suppress(Exception):
-                loop.remove_reader(fd)
 
     async def _client(self, conn: socket.socket) -> None:
         """_client - run the handler for one connection, then close it."""
