@@ -224,6 +224,17 @@ def _notify_param(mask: int) -> str | None:
     return ",".join(words) or None
 
 
+def _orcpt(address: str, addr_type: str = "rfc822") -> str:
+    """_orcpt - orcpt_param(); an address that xtext leaves as it is skips the byte loop.
+
+    RFC 3461 4: xtext encodes "+", "=", SP, CTLs and 8-bit; every other
+    character (ASCII 0x21-0x7E) stands for itself."""
+    if address.isascii() and address.isprintable() and " " not in address \
+            and "+" not in address and "=" not in address:
+        return f"{addr_type};{address}"
+    return orcpt_param(address, addr_type)
+
+
 def _ascii(text: str) -> bool:
     """_ascii - True for a pure US-ASCII string."""
     return text.isascii()
@@ -434,9 +445,9 @@ class SmtpClient:
             params["NOTIFY"] = notify
         if rcpt.dsn_orcpt and ";" in rcpt.dsn_orcpt:
             addr_type, _, addr = rcpt.dsn_orcpt.partition(";")
-            params["ORCPT"] = orcpt_param(addr, addr_type)
+            params["ORCPT"] = _orcpt(addr, addr_type)
         elif rcpt.orig_rcpt and _ascii(rcpt.orig_rcpt):
-            params["ORCPT"] = orcpt_param(rcpt.orig_rcpt)
+            params["ORCPT"] = _orcpt(rcpt.orig_rcpt)
         return params
 
     def _precheck(self, d: Delivery, sess: Session) -> Outcome | None:
