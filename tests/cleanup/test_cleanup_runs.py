@@ -38,13 +38,17 @@ def by_runs(content: bytes, chunk: int) -> list:
     return out
 
 
-def by_records(content: bytes, chunk: int) -> list:
-    s, cont, out = state(), bytearray(), []
+def by_records(content: bytes, chunk: int, sizes: list | None = None) -> list:
+    s, cont, out, recs = state(), bytearray(), [], []
     for i in range(0, len(content), chunk):
         s.feed(content[i:i + chunk])
-        out += reference(s.take_records(), cont)
+        recs += s.take_records()
     s.finish()
-    out += reference(s.take_records(), cont)
+    recs += s.take_records()
+    out = reference(recs, cont)
+    if sizes is not None:
+        # The size counts each stored line with one LF, a piece without.
+        sizes += [s.size, sum(len(p) + (k == b"N") for k, p in recs)]
     return out
 
 
@@ -55,7 +59,9 @@ def by_records(content: bytes, chunk: int) -> list:
 def test_runs_store_the_same_lines(lines, eols, chunk):
     body = b"".join(line + eols[i % len(eols)] for i, line in enumerate(lines))
     content = b"Subject: s\r\nX-Long: " + b"y" * 20 + b"\r\n\r\n" + body
-    assert by_runs(content, chunk) == by_records(content, chunk)
+    sizes: list = []
+    assert by_runs(content, chunk) == by_records(content, chunk, sizes)
+    assert sizes[0] == sizes[1]
 
 
 def test_runs_are_lists_and_records_expand_them():

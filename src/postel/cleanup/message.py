@@ -325,7 +325,11 @@ class MessageState:
         if b"\n" in b"".join(lines):
             # A bare LF: the general split.  (The join and the memchr() of
             # "in" cost less than counting LFs and CRLFs over the segment.)
-            lines = seg.replace(b"\r\n", b"\n").split(b"\n")
+            seg = seg.replace(b"\r\n", b"\n")
+            lines = seg.split(b"\n")
+            stored = len(seg)            # the lines and one LF each
+        else:
+            stored = len(seg) - len(lines) + 1       # each CRLF counts as one LF
         lines.pop()
         limit = self.settings.line_length_limit
         if max(map(len, lines)) > limit:
@@ -335,7 +339,7 @@ class MessageState:
                     line = line[limit:]
                 self._record(line, cont=False)
             return last + 1
-        self.size += sum(map(len, lines)) + len(lines)
+        self.size += stored
         if self.size > self.settings.message_size_limit:
             self._fail(R_SIZE)
         if self.status[0] == 0 and lines:
