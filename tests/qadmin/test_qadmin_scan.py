@@ -231,3 +231,28 @@ def test_listing_equals_qdir_walk(tmp_path):
     want = [(q, qid, path) for q in report.SHOWQ_QUEUES for qid, path in sorted(qd.scan_paths(q))]
     assert scan.listing(qd) == want
     assert [item[1] for item in want].count(qids[0]) == 2 and len(want) == 8
+
+
+def test_listing_leaves_access_times(tmp_path, monkeypatch):
+    """Queue files and defer logs are opened with O_NOATIME; without the right, plainly."""
+    _, qd = make_config(tmp_path)
+    qid = _message(qd, "deferred", random.Random(3), "s@x", ["a@x.example"], [], {}, 0, set(),
+                   b"x\n")
+    add_defer_log(qd, qid, [("a@x.example", "why")])
+    paths = [qd.path("deferred", qid), qd.path("defer", qid)]
+    for path in paths:
+        os.utime(path, (1000000000, os.stat(path).st_mtime))     # read never (relatime)
+    data, count, _ = scan.text_of(qd, scan.listing(qd))
+    assert count == 1 and b"(why)" in data
+    assert [os.stat(path).st_atime for path in paths] == [1000000000] * 2
+    real_open = os.open
+
+    def no_noatime(path, flags, *args):
+        if flags & getattr(os, "O_NOATIME", 0):
+            raise PermissionError(1, "Operation not permitted", path)
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(scan, "_open_flags", scan._open_flags)
+    monkeypatch.setattr(os, "open", no_noatime)
+    assert scan.text_of(qd, scan.listing(qd))[:2] == (data, 1)
+    assert scan._open_flags == os.O_RDONLY | os.O_CLOEXEC
