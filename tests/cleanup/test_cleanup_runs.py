@@ -81,3 +81,35 @@ def test_bare_lf_in_bulk_body_is_a_line_end():
     s.take_runs()
     s.feed(b"a\r\nb\nc\r\r\n")
     assert s.take_records() == [(b"N", b"a"), (b"N", b"b"), (b"N", b"c\r")]
+
+
+def expected(body: bytes) -> list:
+    """expected - the records feed() defines: one CR before LF goes, long lines cut."""
+    out = []
+    lines = body.split(b"\n")
+    last = lines.pop()
+    for line in lines + ([last] if last else []):
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        while len(line) > LIMIT:
+            out.append((b"L", line[:LIMIT]))
+            line = line[LIMIT:]
+        out.append((b"N", line))
+    return out
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.binary(max_size=16).map(lambda b: bytes(b"ab\r"[x % 3] for x in b)),
+                max_size=14),
+       st.lists(st.sampled_from([b"\n", b"\r\n"]), min_size=1, max_size=14),
+       st.integers(min_value=1, max_value=300))
+def test_long_lines_near_the_limit_in_bulk(lines, eols, chunk):
+    body = b"".join(line + eols[i % len(eols)] for i, line in enumerate(lines))
+    s, recs = state(), []
+    content = b"Subject: s\r\n\r\n" + body
+    for i in range(0, len(content), chunk):
+        s.feed(content[i:i + chunk])
+        recs += s.take_records()
+    s.finish()
+    recs += s.take_records()
+    assert recs[2:] == expected(body)

@@ -328,11 +328,13 @@ class MessageState:
             seg = seg.replace(b"\r\n", b"\n")
             lines = seg.split(b"\n")
             stored = len(seg)            # the lines and one LF each
+            width = self.settings.line_length_limit + 1
         else:
             stored = len(seg) - len(lines) + 1       # each CRLF counts as one LF
+            width = self.settings.line_length_limit + 2
         lines.pop()
         limit = self.settings.line_length_limit
-        if max(map(len, lines)) > limit:
+        if _has_long_line(seg, width):
             for line in lines:           # rare: cut long lines as feed() does
                 while len(line) > limit:
                     self._record(line[:limit], cont=True)
@@ -744,6 +746,18 @@ class MessageState:
 
 
 _KEEP = object()
+
+
+def _has_long_line(seg: bytes, width: int) -> bool:
+    """_has_long_line - whether complete lines hold one of width or more bytes
+    before its LF (a few rfind() jumps per 100 KiB, no pass over every line)."""
+    pos, n = 0, len(seg)
+    while n - pos > width:
+        j = seg.rfind(b"\n", pos, pos + width)
+        if j < 0:
+            return True
+        pos = j + 1
+    return False
 
 
 def header_addrs(value: str) -> list[str]:
