@@ -256,3 +256,17 @@ def test_listing_leaves_access_times(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "open", no_noatime)
     assert scan.text_of(qd, scan.listing(qd))[:2] == (data, 1)
     assert scan._open_flags == os.O_RDONLY | os.O_CLOEXEC
+
+
+def test_latest_reason_of_a_log_with_several_deferrals(tmp_path):
+    _, qd = make_config(tmp_path)
+    qid = _message(qd, "deferred", random.Random(5), "s@x", ["a@x.example"], [], {}, 0, set(),
+                   b"x\n")
+    add_defer_log(qd, qid, [("a@x.example", "first"), ("b@x.example", "other"),
+                            ("a@x.example", "latest"), ("", "none")])
+    want = list(report.scan_entries(qd))
+    assert want[0].recipients == [("a@x.example", "latest")]
+    fmt = report.MailqFormatter()
+    data, count, _ = scan.text_of(qd, scan.listing(qd))
+    assert report.HEADER.encode() + data[1:] == fmt.entry(want[0]).encode() and count == 1
+    assert scan.wire_of(qd, scan.listing(qd)) == (scan.entry_wire(want[0]), 1)

@@ -336,11 +336,12 @@ def read_defer_log(path: str) -> dict[str, str]:
     return parse_defer_log(data.decode("utf-8", "surrogateescape")) if data else {}
 
 
-def _last_bytes(data: bytes, name: bytes) -> bytes | None:
-    """_last_bytes - _last_value() on bytes (the same positions: LF is never inside UTF-8)."""
-    i = data.rfind(b"\n" + name)
+def _last_bytes(data: bytes, name: bytes, nl_name: bytes) -> bytes | None:
+    """_last_bytes - _last_value() on bytes (the same positions: LF is never inside UTF-8);
+    nl_name is LF + name."""
+    i = data.rfind(nl_name)
     if i >= 0:
-        start = i + 1 + len(name)
+        start = i + len(nl_name)
     elif data.startswith(name):
         start = len(name)
     else:
@@ -350,16 +351,17 @@ def _last_bytes(data: bytes, name: bytes) -> bytes | None:
 
 
 def defer_reason(data: bytes, addr: bytes) -> bytes:
-    """defer_reason - parse_defer_log(data).get(addr, ""), in bytes (UTF-8, surrogateescape)."""
+    """defer_reason - parse_defer_log(data).get(addr, ""), in bytes (UTF-8, surrogateescape).
+
+    The latest block whose (last) recipient is addr gives the reason: the
+    blocks are read from the end, a message's log has one per deferral."""
     blank = data.find(b"\n\n")
-    if blank < 0 or blank == len(data) - 2:
-        rcpt = _last_bytes(data, b"recipient=")
-        if not rcpt or rcpt != addr:
-            return b""
-        return _last_bytes(data, b"reason=") or b""
-    reason = parse_defer_log(data.decode("utf-8", "surrogateescape")).get(
-        addr.decode("utf-8", "surrogateescape"), "")
-    return reason.encode("utf-8", "surrogateescape")
+    blocks = (data,) if blank < 0 or blank == len(data) - 2 else reversed(data.split(b"\n\n"))
+    for block in blocks:
+        rcpt = _last_bytes(block, b"recipient=", b"\nrecipient=")
+        if rcpt and rcpt == addr:
+            return _last_bytes(block, b"reason=", b"\nreason=") or b""
+    return b""
 
 
 class _Scanner:
@@ -381,6 +383,15 @@ class _Scanner:
             return self.defer_top + path[len(top) - 1:]
         return self.qd.path("defer", qid)
 
+    def reason(self, queue_name: str, qid: str, path: str, addr: bytes) -> bytes:
+        """reason - the deferral reason of a recipient from the message's defer log (b"": none)."""
+        log_path = self.defer_path(queue_name, qid, path)
+        data = _defer_data(log_path)
+        if data is None:                  # unreadable: the full reader warns
+            reason = report.read_defer_log(log_path).get(_text(addr), "")
+            return reason.encode("utf-8", "surrogateescape")
+        return defer_reason(data, addr) if data else b""
+
     def wire(self, queue_name: str, qid: str, path: str) -> tuple[bytes, int]:
         """wire - (entry_wire(entry(...)), 1), or (b"", 0) if the file vanished or is corrupt.
 
@@ -400,9 +411,7 @@ class _Scanner:
             if rcpts is not None and len(rcpts) == 1 and not rcpts[0][1] \
                     and queue_name != "maildrop":
                 addr = rcpts[0][0]
-                reasons = read_defer_log(self.defer_path(queue_name, qid, path))
-                reason = reasons.get(addr.decode("utf-8", "surrogateescape"), "") if reasons else ""
-                rb = reason.encode("utf-8", "surrogateescape")
+                rb = self.reason(queue_name, qid, path, addr)
                 t = b"%d" % int(when)
                 z = b"%d" % size
                 return (b"queue_name=%d:%s,queue_id=%d:%s,arrival_time=%d:%s,message_size=%d:%s,"
@@ -433,15 +442,7 @@ class _Scanner:
                 os.close(fd)
             if rcpts is not None and len(rcpts) == 1 and not rcpts[0][1]:
                 addr = rcpts[0][0]
-                if queue_name == "maildrop":
-                    reason = b""
-                else:
-                    data = _defer_data(self.defer_path(queue_name, qid, path))
-                    if data is None:
-                        reasons = report.read_defer_log(self.defer_path(queue_name, qid, path))
-                        reason = reasons.get(_text(addr), "").encode("utf-8", "surrogateescape")
-                    else:
-                        reason = defer_reason(data, addr) if data else b""
+                reason = b"" if queue_name == "maildrop" else self.reason(queue_name, qid, path, addr)
                 sec = int(when)
                 asc = self.times.get(sec)
                 if asc is None:
