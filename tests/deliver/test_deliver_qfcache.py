@@ -126,3 +126,37 @@ def test_small_envelopes_not_cached(qd):
     with CachingReader(path):
         pass
     assert path not in CachingReader._cache
+
+
+@SETTINGS
+@given(nrcpt=st.integers(20, 45), marks=st.lists(st.integers(0, 44), max_size=30),
+       extracted=st.integers(0, 3))
+def test_mark_done_through_cached_readers(qd, nrcpt, marks, extracted):
+    """Readers open at once share Recipient objects; every fresh open equals a plain parse."""
+    qfcache.forget()
+    rcpts = [Recipient(f"u{i}@d{i % 7}.example") for i in range(nrcpt)]
+    w = QueueFileWriter(qd)
+    w.write_envelope(Envelope(sender="a@example.org", recipients=rcpts))
+    w.write_lines([b"Subject: x", b"", b"body"])
+    for i in range(extracted):
+        w.add_recipient(Recipient(f"x{i}@extracted.example"))
+    path = w.commit_sync()
+    total = nrcpt + extracted
+    with CachingReader(path):
+        pass                                    # cached now
+    held = []
+    for n, i in enumerate(marks):
+        r = CachingReader(path)                 # a cache hit, kept open like a delivery
+        held.append(r)
+        target = r.recipients[i % total]
+        r.mark_done(target.offset)
+        assert target.done
+        plain, cached = _both(path)
+        assert plain == cached
+        if n % 3 == 0:
+            held.pop(0).close()
+    for r in held:
+        r.close()
+    with QueueFileReader(path) as plain:
+        assert [x.offset for x in plain.recipients if x.done] == \
+            sorted({plain.recipients[i % total].offset for i in marks})
