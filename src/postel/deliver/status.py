@@ -116,9 +116,12 @@ class _Done:
 _DONE = _Done()
 
 
+_TINY = tuple(10 ** -r for r in range(7))      # format_delay's "0" thresholds
+
+
 def format_delay(seconds: float, resolution: int = 2) -> str:
     """format_delay - Postfix's delay rounding: 2 significant digits, bounded decimals."""
-    if seconds < 10 ** -resolution:
+    if seconds < (_TINY[resolution] if 0 <= resolution < 7 else 10 ** -resolution):
         return "0"
     if seconds >= 10:
         return str(int(seconds + 0.5))
@@ -207,6 +210,7 @@ class DeliveryContext:
         # appends are not synced and their paths are collected here; the caller
         # makes them durable together (qmgr's own defers: one syncfs per batch).
         self.unsynced_logs: list[str] | None = None
+        self._abc: tuple | None = None      # delay_text's ((a, b, c, res), "a/b/c/")
 
     def mark_conn_start(self) -> None:
         """mark_conn_start - the connection set-up begins now (delays "c")."""
@@ -273,11 +277,21 @@ class DeliveryContext:
         return a, b, c, d
 
     def delay_text(self, now: float) -> str:
-        """delay_text - "delay=D, delays=a/b/c/d"."""
+        """delay_text - "delay=D, delays=a/b/c/d".
+
+        a, b and (once the transmission began) c are the same for every
+        recipient of a request: their text is kept with the values it was
+        made from and made again only when they differ."""
         arrival = self.req.arrival_time or self.start
         res = self.resolution
-        parts = "/".join(format_delay(x, res) for x in self.delays(now))
-        return f"delay={format_delay(max(0.0, now - arrival), res)}, delays={parts}"
+        a, b, c, d = self.delays(now)
+        key = (a, b, c, res)
+        memo = self._abc
+        if memo is None or memo[0] != key:
+            memo = self._abc = (key, f"{format_delay(a, res)}/{format_delay(b, res)}/"
+                                     f"{format_delay(c, res)}/")
+        return (f"delay={format_delay(max(0.0, now - arrival), res)}, "
+                f"delays={memo[1]}{format_delay(d, res)}")
 
 
 # (cfg, soft_bounce, delay_logging_resolution_limit) of the last Config seen:
