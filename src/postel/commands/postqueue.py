@@ -35,6 +35,11 @@ DESCRIPTION
     Postfix runs showq stand-alone for the superuser; anybody else gets
     "postqueue: fatal: Queue report unavailable - mail system is down".
 
+    For -p, showq sends the mailq text itself (request "format=mailq",
+    see docs/showq.md) and postqueue copies it to standard output as bytes;
+    that path imports nothing under postel.queue, so that a command start
+    stays small.  -j decodes showq's attribute lists and formats here.
+
 DIAGNOSTICS
     Exit status 0 on success, 64 for a usage error, 69 when the mail system
     is down, 1 for other errors.

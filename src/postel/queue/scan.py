@@ -10,6 +10,9 @@ SYNOPSIS
     reader = WireReader()                        # client side of public/showq
     for entry in reader.feed(data): ...          # complete entries; reader.done
 
+    items = listing(qd)                          # (queue_name, qid, path), sorted
+    text, count, size = text_of(qd, items)       # mailq blocks, each after a LF
+
 DESCRIPTION
     The same listing as postel.queue.report.scan_entries(), with less work
     per message, for large queues (mailq on 100 000 deferred messages):
@@ -29,10 +32,17 @@ DESCRIPTION
     *   The defer log is read with one open and read, and parsed a block at
         a time instead of a line at a time.
 
+    *   Files are opened with O_NOATIME where allowed (no inode update on
+        the first read); the queue is listed with one scandir(2) walk.
+
     entry_wire() builds the showq wire form of an entry directly (one
     attribute list, see queue.report), and WireReader decodes a stream of
     such lists: entries of the usual shape are matched with one regular
     expression, any other list goes through the generic attribute decoder.
+
+    text_of() gives the mailq text of listing items (MailqFormatter's
+    blocks, UTF-8): for the usual message (one pending recipient) straight
+    from the file's and the defer log's bytes, else through a QueueEntry.
 
     The order of the listing, the recipient grouping, the treatment of
     corrupt and vanished files are those of queue.report.

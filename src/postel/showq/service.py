@@ -17,6 +17,14 @@ DESCRIPTION
     holding "end=1" and "count".  The client formats the text itself, as
     Postfix's postqueue(1) does since Postfix 3.1.
 
+    With "format=mailq" in the request (postel queue -p), the answer is the
+    mailq text: one list with a "text" attribute per block of messages
+    (each message's block after a LF, see postel.queue.scan.text_of), then
+    "end=1", "count" and "size" (the sum of the message sizes, for the
+    trailer).  The workers format it straight from the queue files, so the
+    client only copies bytes (docs/showq.md says why this differs from
+    Postfix).
+
     The queue is read on a worker thread, a batch of messages at a time, so
     that a very large queue is streamed with bounded memory and the event
     loop keeps serving other clients.
@@ -24,8 +32,9 @@ DESCRIPTION
     A large queue (PARALLEL_MIN messages or more, on a machine with more
     than one CPU) is read by WORKERS forked processes: the sorted list of
     queue files is cut into blocks of BLOCK messages, worker i encodes blocks
-    i, i + WORKERS, ... into its own pipe, and showq forwards the blocks in
-    order, so that the listing is the same as a serial one.  A worker that
+    i, i + WORKERS, ... (attribute lists or text) into its own pipe, and
+    showq forwards the blocks in order, so that the listing is the same as
+    a serial one.  A worker that
     fails leaves its blocks to showq itself.
 
 SECURITY
