@@ -145,9 +145,12 @@ class RewriteClient:
                     conn.send_nowait(b"".join(wires[:sent]))
                     while len(replies) < n:
                         replies.append(await conn.recv())
-                        if sent < n:
-                            conn.send_nowait(wires[sent])
-                            sent += 1
+                        # Refill when half the window is answered: one write
+                        # per PIPELINE_WINDOW/2 requests, not one per reply.
+                        if sent < n and sent - len(replies) <= PIPELINE_WINDOW // 2:
+                            more = min(n, len(replies) + PIPELINE_WINDOW)
+                            conn.send_nowait(b"".join(wires[sent:more]))
+                            sent = more
                 return replies
             except (EOFError, ConnectionError) as exc:
                 if reused and not replies and attempt == 1:
