@@ -97,10 +97,10 @@ class CleanupService:
             "hash_queue_names": _cfg(cfg, "str", "hash_queue_names", "deferred, defer"),
             "hash_queue_depth": str(_cfg(cfg, "int", "hash_queue_depth", 1))})
         self.qd.space_cache = SPACE_CACHE
-        recycle_limit = _cfg(cfg, "int", "queue_file_recycle_limit", 500)
+        recycle_limit = _cfg(cfg, "int", "queue_file_recycle_limit", 200)
         if recycle_limit > 0:
             self.qd.recycler = Recycler(self.qd, recycle_limit,
-                                        _cfg(cfg, "size", "queue_file_recycle_size", 65536))
+                                        _cfg(cfg, "size", "queue_file_recycle_size", 262144))
         method = _cfg(cfg, "str", "queue_commit_method", "syncfs").strip().lower() or "syncfs"
         if method not in COMMIT_METHODS:
             log.warning("queue_commit_method: unknown value %r, using fsync", method)

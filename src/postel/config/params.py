@@ -973,10 +973,10 @@ _EXTENSIONS: tuple[Param, ...] = (
     Param("queue_commit_method", "syncfs", STR,
           doc="Postel extension: how cleanup makes new queue files durable: syncfs (one "
               "syncfs(2) per batch, Linux >= 5.8) or fsync (each file, then its directory)"),
-    Param("queue_file_recycle_limit", "500", INT,
+    Param("queue_file_recycle_limit", "200", INT,
           doc="Postel extension: files of delivered messages kept in queue_directory/recycle "
               "for reuse as new queue files (no inode allocation and release); 0: off"),
-    Param("queue_file_recycle_size", "65536", SIZE, unit="bytes",
+    Param("queue_file_recycle_size", "262144", SIZE, unit="bytes",
           doc="Postel extension: queue files larger than this are deleted, not recycled"),
 )
 

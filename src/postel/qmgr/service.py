@@ -253,9 +253,9 @@ class Qmgr:
         cfg = self.cfg = ctx.cfg
         self.qd = QueueDir(cfg.get("queue_directory"), cfg.get("hash_queue_names"),
                            int(cfg.get("hash_queue_depth") or 1))
-        recycle_limit = _param(cfg, "queue_file_recycle_limit", "int", 500)
+        recycle_limit = _param(cfg, "queue_file_recycle_limit", "int", 200)
         if recycle_limit > 0:
-            size = _param(cfg, "queue_file_recycle_size", "int", 65536)
+            size = _param(cfg, "queue_file_recycle_size", "int", 262144)
             self.qd.recycler = Recycler(self.qd, recycle_limit, size)
         self.active_limit = _param(cfg, "qmgr_message_active_limit", "int", 20000)
         self.run_delay = _param(cfg, "queue_run_delay", "time", 300.0)

@@ -2,7 +2,7 @@
 
 SYNOPSIS
     from postel.queue.recycle import Recycler
-    qd.recycler = Recycler(qd, limit=500, max_size=65536)
+    qd.recycler = Recycler(qd, limit=200, max_size=262144)
 
     # qmgr, when a message is done (instead of unlink):
     if not qd.recycler.put(qd.path("active", qid)):
@@ -51,8 +51,8 @@ DESCRIPTION
     turns recycling off.
 
 CONFIGURATION PARAMETERS
-    queue_file_recycle_limit (500)   files kept for reuse; 0: off
-    queue_file_recycle_size (65536)  bigger files are deleted as before
+    queue_file_recycle_limit (200)   files kept for reuse; 0: off
+    queue_file_recycle_size (262144) bigger files are deleted as before
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ RECOUNT_DELAY = 1.0              # seconds between re-counts of a full pool
 class Recycler:
     """The pool of files kept for reuse in queue_directory/recycle/."""
 
-    def __init__(self, qd, limit: int = 500, max_size: int = 65536) -> None:
+    def __init__(self, qd, limit: int = 200, max_size: int = 262144) -> None:
         self.dir = os.path.join(qd.queue_directory, RECYCLE)
         self.limit = max(0, limit)
         self.max_size = max(0, max_size)
