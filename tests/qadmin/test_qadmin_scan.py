@@ -270,3 +270,27 @@ def test_latest_reason_of_a_log_with_several_deferrals(tmp_path):
     data, count, _ = scan.text_of(qd, scan.listing(qd))
     assert report.HEADER.encode() + data[1:] == fmt.entry(want[0]).encode() and count == 1
     assert scan.wire_of(qd, scan.listing(qd)) == (scan.entry_wire(want[0]), 1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(-2**31, 2**33), st.sampled_from(["UTC", "Europe/Paris", "Asia/Kolkata",
+                                                    "America/St_Johns", "Africa/Monrovia",
+                                                    "Europe/Amsterdam"]))
+def test_arrival_minute_cache_equals_asctime(sec, tz):
+    """The per-minute arrival time text (text_of's cache) is asctime19's, zones with odd offsets."""
+    import time
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = tz
+    time.tzset()
+    try:
+        sc = scan._Scanner(scan.QueueDir("/nonexistent"))
+        for s in (sec, sec - sec % 60, sec - sec % 60 + 59, 1680000000 + sec % 10**8):
+            minute = sc.minute(s // 60)
+            assert not minute or minute + b"%02d" % (s % 60) == report.asctime19(s).encode()
+        assert sc.minute(1700000000 // 60)            # a usual minute is cached
+    finally:
+        if old is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = old
+        time.tzset()

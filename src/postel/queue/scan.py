@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import zlib
 from collections.abc import Iterable, Iterator
 from operator import itemgetter
@@ -381,7 +382,19 @@ class _Scanner:
         self.qd = qd
         self.defer_top = qd.queue_path("defer")
         self.tops: dict[str, str] = {}    # queue -> its top + "/", when hashed like defer
-        self.times: dict[int, bytes] = {}  # arrival second -> asctime19 bytes
+        self.minutes: dict[int, bytes] = {}  # arrival minute -> asctime19 up to the seconds
+
+    def minute(self, minute: int) -> bytes:
+        """minute - "Www Mmm dd hh:mm:" of a minute (seconds since the epoch / 60), b"" when
+        its local seconds are not the UTC ones (an offset change inside it, an offset
+        of odd seconds): asctime19() is then called per message."""
+        if len(self.minutes) > 65536:
+            self.minutes.clear()
+        first, last = time.localtime(minute * 60), time.localtime(minute * 60 + 59)
+        ok = first.tm_sec == 0 and last.tm_sec == 59 and first.tm_gmtoff == last.tm_gmtoff
+        text = time.asctime(first)[:17].encode() if ok else b""
+        self.minutes[minute] = text
+        return text
 
     def defer_path(self, queue_name: str, qid: str, path: str) -> str:
         """defer_path - the defer log of a message (the file's hash directories when equal)."""
@@ -454,14 +467,17 @@ class _Scanner:
                 addr = rcpts[0][0]
                 reason = b"" if queue_name == "maildrop" else self.reason(queue_name, qid, path, addr)
                 sec = int(when)
-                asc = self.times.get(sec)
-                if asc is None:
-                    if len(self.times) > 65536:
-                        self.times.clear()
-                    asc = self.times[sec] = asctime19(sec).encode()
-                head = b"\n%-17s %8d %s %s\n" % (
-                    qid.encode() + _STATUS.get(queue_name, b" "), size, asc,
-                    sender or _NULL_SENDER)
+                minute = self.minutes.get(sec // 60)
+                if minute is None:
+                    minute = self.minute(sec // 60)
+                if minute:
+                    head = b"\n%-17s %8d %s%02d %s\n" % (
+                        qid.encode() + _STATUS.get(queue_name, b" "), size, minute, sec % 60,
+                        sender or _NULL_SENDER)
+                else:
+                    head = b"\n%-17s %8d %s %s\n" % (
+                        qid.encode() + _STATUS.get(queue_name, b" "), size,
+                        asctime19(sec).encode(), sender or _NULL_SENDER)
                 if reason:
                     n = len(reason) if reason.isascii() else len(_text(reason))
                     return b"%s%s(%s)\n%s%s\n" % (head, b" " * (REASON_END - n), reason,
