@@ -79,6 +79,7 @@ FLUSH_SIZE = 1 << 16
 LINE_LENGTH_LIMIT = 2048          # longer content lines become L pieces
 _SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 _N = rec.REC_TYPE_NORM
+_NORM_HEAD = [bytes((_N, n)) for n in range(128)]       # N record type and length < 128
 _L = rec.REC_TYPE_CONT
 _WARN_ZERO = b"0" * rec.WARN_WIDTH
 _SIZE_ZERO = rec.encode(rec.REC_TYPE_SIZE, rec.format_size(0, 0, 0, 0, 0, 0, 0))
@@ -504,6 +505,20 @@ class QueueFileWriter:
     def _put_lines(self, lines: Iterable[bytes], strip_cr: bool) -> None:
         """_put_lines - N records for complete lines; short ones (the common case) inline."""
         short = min(127, self.line_length_limit)
+        if not strip_cr and type(lines) is list and lines:
+            lens = list(map(len, lines))
+            if max(lens) <= short:
+                # All short (a body of text): one join of record heads and lines.
+                parts = [b""] * (2 * len(lens))
+                parts[::2] = map(_NORM_HEAD.__getitem__, lens)
+                parts[1::2] = lines
+                recs = b"".join(parts)
+                self._buf += recs
+                self._offset += len(recs)
+                self.message_size += len(recs) - len(lens)
+                if len(self._buf) >= FLUSH_SIZE:
+                    self._flush()
+                return
         count = nbytes = 0               # short lines not yet in _offset/message_size
         for line in lines:
             if strip_cr and line[-1:] == b"\r":
