@@ -140,3 +140,56 @@ def test_unknown_method_is_refused():
 ])
 def test_kernel_version(release, want):
     assert commit_mod._kernel_version(release) == want
+
+
+def test_inline_commit_when_alone_same_order_no_thread(qd, monkeypatch):
+    """commit(inline=True) with nothing else in flight: fsync < rename < dir fsync, in the caller's thread."""
+    import threading
+    threads = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (threads.append(threading.get_ident()), real_fsync(fd)))
+    ev = _Events(monkeypatch)
+
+    async def go():
+        async with Committer(method="syncfs") as c:
+            w = _writer(qd)
+            path = await c.commit(w, inline=True)
+            return c, w, path
+    c, w, path = asyncio.run(go())
+    assert c.inline == 1 and c.files == 1
+    assert path == w.path and os.path.exists(path) and not os.path.exists(w.temp_path)
+    assert [e for e, _ in ev.events] == ["fsync", "rename", "fsync"]
+    assert set(threads) == {threading.get_ident()}          # no pool thread
+    with QueueFileReader(path) as r:
+        assert r.recipients[0].address == "r0@x"
+
+
+def test_inline_commit_waits_its_turn_behind_a_batch(qd):
+    """With a batch in flight, inline=True goes through the flusher like any commit."""
+    async def go():
+        async with Committer() as c:
+            ws = [_writer(qd, i) for i in range(3)]
+            first = asyncio.ensure_future(c.commit(ws[0]))
+            await asyncio.sleep(0)                            # the flusher is now running
+            paths = await asyncio.gather(first, c.commit(ws[1], inline=True),
+                                         c.commit(ws[2], inline=True))
+            return c, ws, paths
+    c, ws, paths = asyncio.run(go())
+    assert c.inline == 0 and c.files == 3
+    assert paths == [w.path for w in ws] and all(os.path.exists(p) for p in paths)
+
+
+def test_inline_commit_failure_is_raised_and_file_removed(qd):
+    async def go():
+        async with Committer() as c:
+            w = _writer(qd)
+            from postel.queue import file as file_mod
+            file_mod.set_fault_enospc_after(0)
+            try:
+                with pytest.raises(QueueFull):
+                    await c.commit(w, inline=True)
+            finally:
+                file_mod.set_fault_enospc_after(None)
+            return w
+    w = asyncio.run(go())
+    assert not os.path.exists(w.temp_path) and not os.path.exists(w.path)

@@ -110,6 +110,7 @@ class CleanupService:
             log.warning("queue_commit_method = syncfs: %s; using fsync",
                         self.committer.fallback_reason)
         self._qmgr_trigger_pending = False
+        self.open_jobs = 0               # messages between open and close (Job)
         self.settings = settings_from_config(cfg)
         self.maps = AddressMaps.from_config(cfg)
         self.queue_minfree = _cfg(cfg, "size", "queue_minfree", 0)
@@ -231,6 +232,14 @@ class Job:
         self.writer = QueueFileWriter(svc.qd, "incoming", qid=self.qid,
                                       line_length_limit=svc.settings.line_length_limit,
                                       lazy=True)
+        self._live = True
+        svc.open_jobs += 1
+
+    def release(self) -> None:
+        """release - this message is no longer in progress (idempotent)."""
+        if self._live:
+            self._live = False
+            self.svc.open_jobs -= 1
 
     # ------------------------------------------------------------ failures
 
@@ -245,6 +254,7 @@ class Job:
         if self.writer is not None:
             self.writer.abort()
             self.writer = None
+        self.release()
 
     def _io(self, exc: Exception) -> None:
         """_io - a queue file write error."""
@@ -498,7 +508,8 @@ class Job:
         if st.hold or "hold" in self.flags:
             self._to_hold(w)
         try:
-            await self.svc.committer.commit(w)
+            # With no other message in progress, commit without the thread hand-off.
+            await self.svc.committer.commit(w, inline=self.svc.open_jobs <= 1)
         except (OSError, QueueFull) as exc:
             self._io(exc)
             return self.status
@@ -633,6 +644,7 @@ async def serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
                 await job.envelope(req)
             elif request == "close" and job is not None:
                 status = await job.close()
+                job.release()
                 await write_attrs(writer, _reply(status, job.qid))
                 job = None
             elif request == "abort":

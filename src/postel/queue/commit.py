@@ -33,6 +33,12 @@ DESCRIPTION
                 committer falls back to fsync and says why in
                 fallback_reason.
 
+    A caller that knows no other message is in progress may ask for an
+    inline commit (commit(w, inline=True)): when nothing is queued or being
+    synced, the file is committed in the calling thread, as a batch of one
+    (cleanup does so when it has one client: a single SMTP session saves the
+    thread hand-off on every message).
+
     3.  Only then are the waiting commit() calls resumed, with the final
         path, in the order of the batch.  While one batch is being synced,
         new arrivals queue up for the next one, so under load each sync
@@ -156,9 +162,24 @@ class Committer:
         self._task: asyncio.Task | None = None
         self.batches = 0                 # statistics: batches synced
         self.files = 0                   # statistics: files committed
+        self.inline = 0                  # statistics: of which committed inline
 
-    async def commit(self, writer: QueueFileWriter) -> str:
-        """commit - return the final path once the file and its name are durable."""
+    async def commit(self, writer: QueueFileWriter, *, inline: bool = False) -> str:
+        """commit - return the final path once the file and its name are durable.
+
+        inline=True: the caller knows no other message is in progress (one
+        client at a time).  If no batch is being synced either, the file is
+        committed right here, as a batch of one would be, without the hand-off
+        to a pool thread and back (two context switches and a futex wake per
+        message); the event loop waits for the disk meanwhile."""
+        if inline and not self._pending and (self._task is None or self._task.done()):
+            result = _commit_one(writer)
+            self.batches += 1
+            if isinstance(result, BaseException):
+                raise result
+            self.files += 1
+            self.inline += 1
+            return result
         loop = asyncio.get_running_loop()
         fut: asyncio.Future = loop.create_future()
         self._pending.append((writer, fut))
