@@ -294,3 +294,16 @@ def test_arrival_minute_cache_equals_asctime(sec, tz):
         else:
             os.environ["TZ"] = old
         time.tzset()
+
+
+def test_arrival_seconds_of_far_times(tmp_path):
+    """Whole seconds as the full reader gives them, where a float sum could round up."""
+    _, qd = make_config(tmp_path)
+    for when in (BASE_TIME + 0.999999, 2**33 + 0.999999, 10**11 + 0.5):
+        w = QueueFileWriter(qd, "hold", qid=new_qid(now=BASE_TIME))
+        w.write_envelope(Envelope(sender="s@x", time=when, recipients=[Recipient("r@x")]))
+        w.write_content(b"x\n")
+        w.commit_sync()
+    want = list(report.scan_entries(qd))
+    assert list(scan.scan_entries(qd)) == want and len(want) == 3
+    assert sorted(e.arrival_time for e in want)[0] == BASE_TIME

@@ -217,8 +217,8 @@ _TS_RE = re.compile(rb"T([\x08-\x13])(\d{1,12})\.\d{6}S([\x00-\x7f])")
 _XE = b"X\x00E\x00"
 
 
-def _parse(data: bytes, fd: int) -> tuple[float, bytes, bytes | None, list, int]:
-    """_parse - (arrival time, sender, forced_expire value, recipients, size) or _Slow."""
+def _parse(data: bytes, fd: int) -> tuple[int, bytes, bytes | None, list, int]:
+    """_parse - (arrival second, sender, forced_expire value, recipients, size) or _Slow."""
     shape = data[2:_HEAD_LEN].translate(_SHAPE_TABLE)
     if not (shape.startswith(_SIZE_SHAPE) and data.startswith(_SIZE_PREFIX)
             and shape[len(_SIZE_SHAPE):].replace(b"a", b"0") == _HEX_SHAPE):
@@ -266,7 +266,11 @@ def _parse(data: bytes, fd: int) -> tuple[float, bytes, bytes | None, list, int]
     if crc != int(data[_CRC0:_CRC1], 16) or len(rcpts) != rcpt_count or rcpt_count > rec.RCPT_LIMIT:
         raise _Slow
     forced = _forced_expire(env, s_end) if nattrs and b"forced_expire=" in env else None
-    when = int(tm.group(2)) + int(env[tm.end(2) + 1:tm.end(2) + 7]) / 1_000_000
+    # The callers want whole seconds: int(seconds + microseconds / 10**6) is the
+    # seconds unless the float sum rounds up, which needs more than 2**32 seconds.
+    when = int(tm.group(2))
+    if when >= 1 << 32:
+        when = int(when + int(env[tm.end(2) + 1:tm.end(2) + 7]) / 1_000_000)
     return when, sender, forced, rcpts, message_size
 
 
@@ -466,7 +470,7 @@ class _Scanner:
             if rcpts is not None and len(rcpts) == 1 and not rcpts[0][1]:
                 addr = rcpts[0][0]
                 reason = b"" if queue_name == "maildrop" else self.reason(queue_name, qid, path, addr)
-                sec = int(when)
+                sec = when
                 minute = self.minutes.get(sec // 60)
                 if minute is None:
                     minute = self.minute(sec // 60)
