@@ -67,7 +67,6 @@ from postel.queue.qid import MAX_HASH_DEPTH
 from postel.queue.report import (
     DEFER_LOG_LIMIT,
     EMPTY,
-    HEADER,
     NULL_SENDER,
     QUEUE_STATUS,
     RCPT_INDENT,
@@ -453,7 +452,7 @@ class _Scanner:
     def text(self, queue_name: str, qid: str, path: str) -> tuple[bytes, int]:
         """text - (LF + the message's mailq block, its size); (b"", -1) if vanished or corrupt.
 
-        The block is MailqText's, encoded UTF-8 (surrogateescape).  The usual
+        The block is MailqFormatter's, encoded UTF-8 (surrogateescape).  The usual
         message (one pending recipient) goes from the file's bytes to the
         text without a QueueEntry."""
         try:
@@ -590,15 +589,6 @@ def _scan_dir(queue_name: str, top: str, depth: int, out: list) -> None:
                     _scan_dir(queue_name, entry.path, depth - 1, out)
             elif ok(name) and entry.is_file(follow_symlinks=False):
                 out.append((queue_name, name, entry.path))
-
-
-def entries_of(qd: QueueDir, items: Iterable[tuple[str, str, str]]) -> Iterator[QueueEntry]:
-    """entries_of - the entries of listing() items (vanished and corrupt files left out)."""
-    entry = _Scanner(qd).entry
-    for queue_name, qid, path in items:
-        e = entry(queue_name, qid, path)
-        if e is not None:
-            yield e
 
 
 def wire_of(qd: QueueDir, items: Iterable[tuple[str, str, str]]) -> tuple[bytes, int]:
@@ -824,7 +814,7 @@ _NULL_SENDER = NULL_SENDER.encode()
 
 
 def entry_text(e: QueueEntry, asc: str) -> bytes:
-    """entry_text - LF and the mailq block of an entry (MailqText's), UTF-8 bytes."""
+    """entry_text - LF and the mailq block of an entry (MailqFormatter's), UTF-8 bytes."""
     out = [f"\n{e.queue_id + QUEUE_STATUS.get(e.queue_name, ' '):<17} {e.message_size:8d} "
            f"{asc} {e.sender or NULL_SENDER}\n"]
     add = out.append
@@ -843,47 +833,3 @@ def mailq_trailer(count: int, total_size: int) -> str:
         return EMPTY
     plural = "" if count == 1 else "s"
     return f"\n-- {total_size // 1024} Kbytes in {count} Request{plural}.\n"
-
-
-class MailqText:
-    """report.MailqFormatter's text, a batch of entries at a time (one string per batch)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.total_size = 0
-        self._times: dict[int, str] = {}     # arrival second -> asctime19 text
-
-    def entries(self, batch: Iterable[QueueEntry]) -> str:
-        """entries - the text blocks of a batch (the header before the first one)."""
-        out: list[str] = []
-        add = out.append
-        times = self._times
-        if len(times) > 65536:
-            times.clear()
-        status_of = QUEUE_STATUS.get
-        count = self.count
-        total = self.total_size
-        for e in batch:
-            add(HEADER if count == 0 else "\n")
-            count += 1
-            size = e.message_size
-            total += size
-            when = e.arrival_time
-            asc = times.get(when)
-            if asc is None:
-                asc = times[when] = asctime19(when)
-            add(f"{e.queue_id + status_of(e.queue_name, ' '):<17} {size:8d} {asc} "
-                f"{e.sender or NULL_SENDER}\n")
-            last = ""
-            for addr, reason in e.recipients:
-                if reason and reason != last:
-                    add(" " * (REASON_END - len(reason)) + f"({reason})\n")
-                last = reason
-                add(_INDENT + addr + "\n")
-        self.count = count
-        self.total_size = total
-        return "".join(out)
-
-    def finish(self) -> str:
-        """finish - the trailer, or "Mail queue is empty"."""
-        return mailq_trailer(self.count, self.total_size)
