@@ -469,23 +469,23 @@ class _Scanner:
             if rcpts is not None and len(rcpts) == 1 and not rcpts[0][1]:
                 addr = rcpts[0][0]
                 reason = b"" if queue_name == "maildrop" else self.reason(queue_name, qid, path, addr)
-                sec = when
-                minute = self.minutes.get(sec // 60)
+                minute = self.minutes.get(when // 60)
                 if minute is None:
-                    minute = self.minute(sec // 60)
+                    minute = self.minute(when // 60)
                 if minute:
-                    head = b"\n%-17s %8d %s%02d %s\n" % (
-                        qid.encode() + _STATUS.get(queue_name, b" "), size, minute, sec % 60,
-                        sender or _NULL_SENDER)
+                    second = when % 60
                 else:
-                    head = b"\n%-17s %8d %s %s\n" % (
-                        qid.encode() + _STATUS.get(queue_name, b" "), size,
-                        asctime19(sec).encode(), sender or _NULL_SENDER)
+                    asc = asctime19(when).encode()
+                    minute, second = asc[:17], int(asc[17:19])
                 if reason:
                     n = len(reason) if reason.isascii() else len(_text(reason))
-                    return b"%s%s(%s)\n%s%s\n" % (head, b" " * (REASON_END - n), reason,
-                                                  _INDENT_B, addr), size
-                return b"%s%s%s\n" % (head, _INDENT_B, addr), size
+                    return (b"\n%-17s %8d %s%02d %s\n%s(%s)\n%s%s\n" % (
+                        qid.encode() + _STATUS.get(queue_name, b" "), size, minute, second,
+                        sender or _NULL_SENDER, b" " * (REASON_END - n), reason, _INDENT_B,
+                        addr), size)
+                return (b"\n%-17s %8d %s%02d %s\n%s%s\n" % (
+                    qid.encode() + _STATUS.get(queue_name, b" "), size, minute, second,
+                    sender or _NULL_SENDER, _INDENT_B, addr), size)
         e = self.entry(queue_name, qid, path)
         if e is None:
             return b"", -1
