@@ -74,6 +74,7 @@ from dataclasses import dataclass, field
 
 from postel import log
 from postel.cleanup.checks import Action, CheckTables
+from postel.mail.lines import has_long_line
 
 # One header name: printable ASCII except ":" (RFC 5322 2.2 ftext).
 _HEADER_RE = re.compile(rb"[!-9;-~]+:")
@@ -334,7 +335,7 @@ class MessageState:
             width = self.settings.line_length_limit + 2
         lines.pop()
         limit = self.settings.line_length_limit
-        if _has_long_line(seg, width):
+        if has_long_line(seg, width):
             for line in lines:           # rare: cut long lines as feed() does
                 while len(line) > limit:
                     self._record(line[:limit], cont=True)
@@ -746,18 +747,6 @@ class MessageState:
 
 
 _KEEP = object()
-
-
-def _has_long_line(seg: bytes, width: int) -> bool:
-    """_has_long_line - whether complete lines hold one of width or more bytes
-    before its LF (a few rfind() jumps per 100 KiB, no pass over every line)."""
-    pos, n = 0, len(seg)
-    while n - pos > width:
-        j = seg.rfind(b"\n", pos, pos + width)
-        if j < 0:
-            return True
-        pos = j + 1
-    return False
 
 
 def header_addrs(value: str) -> list[str]:

@@ -82,6 +82,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from postel.mail.lines import has_long_line
 from postel.protocol import esmtp
 from postel.protocol import replies as R
 from postel.protocol.esmtp import ParamError
@@ -234,19 +235,6 @@ _AUTH_EVENTS = (Auth, AuthResponse)
 _HELLO_EVENTS = (Helo, Ehlo)
 _RESET_EVENTS = (Rset, DataEnd)
 _NO_MOVES: dict = {}
-
-
-def _has_long_line(seg: bytes | bytearray, width: int) -> bool:
-    """whether a run of complete lines holds one of width or more bytes before its LF."""
-    # Jump from line start to the last LF within the next width bytes: a few
-    # rfind() calls per 100 KiB instead of a regex trial at every byte.
-    pos, n = 0, len(seg)
-    while n - pos > width:
-        j = seg.rfind(b"\n", pos, pos + width)
-        if j < 0:
-            return True
-        pos = j + 1
-    return False
 
 
 @dataclass(slots=True)
@@ -617,7 +605,7 @@ class SMTPServerConnection:
                 end = k + 1 if k >= 0 else buf.rfind(b"\n") + 1
                 if end > pos and buf[pos] != 0x2E:
                     seg = buf[pos:end]
-                    if seg.count(b"\n") == seg.count(b"\r\n") and not _has_long_line(seg, self._long_width):
+                    if seg.count(b"\n") == seg.count(b"\r\n") and not has_long_line(seg, self._long_width):
                         pos = end
                         c.size += len(seg)
                         if size_limit and c.size > size_limit:
