@@ -22,3 +22,13 @@ def instance(tmp_path):
         yield inst
     finally:
         inst.cleanup()
+
+
+@pytest.fixture
+def sink():
+    """sink - Postfix's smtp-sink dumping each message to a file (faultlib.DumpSink), removed after."""
+    from faultlib import DumpSink
+    s = DumpSink()
+    s.start()
+    yield s
+    s.remove()

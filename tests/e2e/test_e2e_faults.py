@@ -77,14 +77,6 @@ def _victim_order() -> list[str]:
     return order
 
 
-@pytest.fixture
-def sink():
-    s = DumpSink()
-    s.start()
-    yield s
-    s.remove()
-
-
 def _pending(inst: Instance) -> list[str]:
     """_pending - message files still in maildrop/incoming/active/deferred/hold (not *.tmp)."""
     files = queue_files(inst.queue_dir)

@@ -19,14 +19,6 @@ from lib import Instance
 MESSAGE_QUEUES = ("maildrop", "incoming", "active", "deferred", "hold")
 
 
-@pytest.fixture
-def sink():
-    s = DumpSink()
-    s.start()
-    yield s
-    s.remove()
-
-
 def _wait_delivered(inst: Instance, sink: DumpSink, n: int, timeout: float = 60.0) -> None:
     """_wait_delivered - until the sink has n messages and the queue is empty."""
     deadline = time.monotonic() + timeout
