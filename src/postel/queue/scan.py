@@ -378,6 +378,23 @@ def defer_reason(data: bytes, addr: bytes) -> bytes:
     return b""
 
 
+def _quick_parse(path: str):
+    """_quick_parse - _parse() of a queue file's first bytes; None when it cannot say.
+
+    None: the file vanished, or it needs the general path (_Slow, an odd
+    record, a read error); the caller then takes the full reader."""
+    try:
+        fd = _open(path)
+    except OSError:
+        return None
+    try:
+        return _parse(os.read(fd, READ_SIZE), fd)
+    except Exception:   # _Slow, OSError, anything odd: the general path decides
+        return None
+    finally:
+        os.close(fd)
+
+
 class _Scanner:
     """Per-listing state: where defer logs live."""
 
@@ -423,19 +440,10 @@ class _Scanner:
 
         The usual message (one pending recipient, not in maildrop) goes
         from the file's bytes to the wire bytes without a QueueEntry."""
-        try:
-            fd = _open(path)
-        except OSError:
-            fd = -1
-        if fd >= 0:
-            try:
-                when, sender, forced, rcpts, size = _parse(os.read(fd, READ_SIZE), fd)
-            except Exception:   # _Slow, OSError, anything odd: the general path decides
-                rcpts = None
-            finally:
-                os.close(fd)
-            if rcpts is not None and len(rcpts) == 1 and not rcpts[0][1] \
-                    and queue_name != "maildrop":
+        parsed = _quick_parse(path)
+        if parsed is not None:
+            when, sender, forced, rcpts, size = parsed
+            if len(rcpts) == 1 and not rcpts[0][1] and queue_name != "maildrop":
                 addr = rcpts[0][0]
                 rb = self.reason(queue_name, qid, path, addr)
                 t = b"%d" % int(when)
@@ -455,18 +463,10 @@ class _Scanner:
         The block is MailqFormatter's, encoded UTF-8 (surrogateescape).  The usual
         message (one pending recipient) goes from the file's bytes to the
         text without a QueueEntry."""
-        try:
-            fd = _open(path)
-        except OSError:
-            fd = -1
-        if fd >= 0:
-            try:
-                when, sender, forced, rcpts, size = _parse(os.read(fd, READ_SIZE), fd)
-            except Exception:   # _Slow, OSError, anything odd: the general path decides
-                rcpts = None
-            finally:
-                os.close(fd)
-            if rcpts is not None and len(rcpts) == 1 and not rcpts[0][1]:
+        parsed = _quick_parse(path)
+        if parsed is not None:
+            when, sender, forced, rcpts, size = parsed
+            if len(rcpts) == 1 and not rcpts[0][1]:
                 addr = rcpts[0][0]
                 reason = b"" if queue_name == "maildrop" else self.reason(queue_name, qid, path, addr)
                 minute = self.minutes.get(when // 60)
